@@ -1,0 +1,1 @@
+"""Deployment without docker: supervisord config generator (supervisord.py) and its program launcher."""

@@ -1,0 +1,186 @@
+"""``edgectl status``: every service's retained status, the PLC link, and the database's view of the work.
+
+Exit 0 all online and the PLC reachable; 1 degraded (a service offline, the PLC unreachable, batches waiting for
+an operator); 3 the broker or the database did not answer (what could be read is still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+
+from edgectl import connection
+from edgectl.bus import Bus
+from edgectl.commands import EXIT_DEGRADED, EXIT_OK, EXIT_UNREACHABLE
+from edgectl.db import session_factory
+from edgectl.errors import Unreachable
+from edgectl.output import to_json, when
+from shared.db.models import EquipmentFailure, MoBatch, MoHistory
+from shared.mqtt.client import json_object
+from shared.mqtt.topics import Topics
+
+SERVICES = ("plc_gateway", "mo_planner", "odoo_sync", "failure_monitor")
+# Status fields that are bookkeeping, not news for an operator.
+_ENVELOPE = {"schema", "source", "state", "ts"}
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "status",
+        help="services, PLC link, queue, attention and failures at a glance",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--timeout", type=float, default=1.5, help="seconds to wait for the retained status messages (1.5)"
+    )
+    connection.add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _service_topic(topics: Topics, name: str) -> str:
+    # The gateway's status lives on gateway/status (it carries the PLC link); the others on svc/<name>/status.
+    return topics.gateway_status if name == "plc_gateway" else topics.svc_status(name)
+
+
+def read_statuses(conn: connection.Connection, wait_s: float) -> dict[str, dict[str, Any]]:
+    """Retained status payload per topic. Returns early once every expected topic has answered."""
+    topics = conn.topics
+    wanted = {_service_topic(topics, n) for n in SERVICES}
+    seen: dict[str, dict[str, Any]] = {}
+    with Bus(conn.broker(), [topics.svc_status("+"), topics.gateway_status]) as bus:
+        deadline = time.monotonic() + wait_s
+        while not wanted <= seen.keys() and (left := deadline - time.monotonic()) > 0:
+            msg = bus.get(left)
+            if msg is not None and (body := json_object(msg.payload)) is not None:
+                seen[msg.topic] = body
+    return seen
+
+
+def services_view(topics: Topics, seen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name in SERVICES:
+        body = seen.get(_service_topic(topics, name))
+        if body is None:
+            out[name] = {"online": False}
+            continue
+        entry: dict[str, Any] = {"online": body.get("state") == "online", "since": body.get("ts")}
+        entry.update({k: v for k, v in body.items() if k not in _ENVELOPE and k != "plc"})
+        out[name] = entry
+    # Services the system does not know yet (a replica, a future service) are shown too.
+    prefix, suffix = f"{topics.root}/svc/", "/status"
+    for topic, body in seen.items():
+        name = topic.removeprefix(prefix).removesuffix(suffix)
+        if topic.startswith(prefix) and name not in out:
+            out[name] = {"online": body.get("state") == "online", "since": body.get("ts")}
+    return out
+
+
+def plc_view(seen: dict[str, dict[str, Any]], topics: Topics) -> dict[str, Any]:
+    gw = seen.get(topics.gateway_status)
+    plc = gw.get("plc") if gw else None
+    if not isinstance(plc, dict) or gw is None or gw.get("state") != "online":
+        return {"reachable": False, "rtt_ms": None, "last_error": "no status from an online plc_gateway"}
+    return {
+        "reachable": bool(plc.get("reachable")),
+        "rtt_ms": plc.get("rtt_ms"),
+        "last_error": plc.get("last_error"),
+        "host": plc.get("host"),
+        "port": plc.get("port"),
+        "node": plc.get("node"),
+        "slots": gw.get("slots"),
+        "map_version": gw.get("map_version"),
+        "poll_interval_ms": gw.get("poll_interval_ms"),
+    }
+
+
+def database_view(conn: connection.Connection) -> dict[str, Any]:
+    with session_factory(conn, timeout_s=3) as factory, factory() as s:
+        states = {k: int(v) for k, v in s.execute(select(MoBatch.state, func.count()).group_by(MoBatch.state))}
+        completed = s.scalar(select(func.count()).select_from(MoHistory).where(MoHistory.status == "completed"))
+        attention = s.execute(
+            select(MoBatch.mo_id, MoBatch.attention_from, MoBatch.last_error, MoBatch.attention_at)
+            .where(MoBatch.state == "attention")
+            .order_by(MoBatch.attention_at, MoBatch.id)
+        ).all()
+        stored = s.scalar(select(func.count()).select_from(EquipmentFailure))
+        unreported = s.scalar(
+            select(func.count()).select_from(EquipmentFailure).where(EquipmentFailure.reported_at.is_(None))
+        )
+    return {
+        "queue": sum(states.values()),
+        "queue_states": dict(sorted(states.items())),
+        "completed": int(completed or 0),
+        "attention": len(attention),
+        "attention_items": [
+            {"mo_id": r.mo_id, "from": r.attention_from, "reason": r.last_error, "since": r.attention_at}
+            for r in attention
+        ],
+        "failures": {"stored": int(stored or 0), "unreported": int(unreported or 0)},
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    conn = connection.resolve(args)
+    broker = conn.broker()  # bad settings are exit 2 before anything is tried
+    conn.sqlalchemy_url()
+    doc: dict[str, Any] = {"topic_root": conn.topics.root, "broker": broker.redacted()}
+    unreachable: list[str] = []
+    broker_ok = True
+    try:
+        seen = read_statuses(conn, args.timeout)
+    except Unreachable as exc:
+        unreachable.append(str(exc))
+        seen, broker_ok = {}, False
+    doc["services"] = services_view(conn.topics, seen)
+    doc["plc"] = plc_view(seen, conn.topics)
+    try:
+        doc.update(database_view(conn))
+    except Unreachable as exc:
+        unreachable.append(str(exc))
+    doc["broker_reachable"] = broker_ok
+    # Without the broker nothing is known about the services: say that once instead of "offline" five times.
+    problems = [f"{name} offline" for name, s in doc["services"].items() if broker_ok and not s["online"]]
+    if broker_ok and not doc["plc"]["reachable"]:
+        problems.append(f"PLC unreachable ({doc['plc'].get('last_error') or 'no detail'})")
+    if doc.get("attention"):
+        problems.append(f"{doc['attention']} batch(es) need an operator (edgectl retry/cancel)")
+    doc["problems"] = unreachable + problems
+    doc["ok"] = not doc["problems"]
+    print(to_json(doc) if args.json else human(doc))
+    if unreachable:
+        return EXIT_UNREACHABLE
+    return EXIT_DEGRADED if problems else EXIT_OK
+
+
+def human(doc: dict[str, Any]) -> str:
+    lines = [f"broker     {doc['broker']}  root {doc['topic_root']}"]
+    if not doc["broker_reachable"]:
+        lines.append("services   unknown (broker unreachable)")
+    for name, s in doc["services"].items() if doc["broker_reachable"] else ():
+        state = "online " if s["online"] else "OFFLINE"
+        version = f"v{s['version']}" if s.get("version") else ""
+        lines.append(f"{name:<16} {state} {version}".rstrip())
+    plc = doc["plc"]
+    if not doc["broker_reachable"]:
+        pass  # nothing known about the PLC either: the line above says why
+    elif plc["reachable"]:
+        rtt = f"rtt {plc['rtt_ms']} ms" if plc.get("rtt_ms") is not None else "rtt -"
+        lines.append(f"PLC        reachable, {rtt}, {plc.get('host')}:{plc.get('port')} node {plc.get('node')}")
+    else:
+        lines.append(f"PLC        UNREACHABLE: {plc.get('last_error') or '-'}")
+    if "queue" in doc:
+        states = ", ".join(f"{k} {v}" for k, v in doc["queue_states"].items()) or "empty"
+        lines.append(f"queue      {doc['queue']} batch(es): {states}")
+        lines.append(f"completed  {doc['completed']}")
+        f = doc["failures"]
+        lines.append(f"failures   {f['stored']} stored, {f['unreported']} not yet reported to Odoo")
+        lines.append(f"attention  {doc['attention']}")
+        for item in doc["attention_items"]:
+            lines.append(f"  {item['mo_id']}  since {when(item['since'])}  from {item['from']}: {item['reason']}")
+    lines.append("status     OK" if doc["ok"] else "status     " + "; ".join(doc["problems"]))
+    return "\n".join(lines)

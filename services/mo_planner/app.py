@@ -1,0 +1,537 @@
+"""mo_planner (seed Tasks 1 and 2): Odoo MOs -> mo_batch -> write_batch; PLC feedback -> mo_batch -> ack_slot.
+
+One thread owns the database work and the decisions (rules.py); paho's thread only queues messages and the
+Odoo feed runs on its own thread. Every acknowledgement is sent after the commit that stored what it acks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from shared import __version__
+from shared.db.batch_state import ON_PLC, BatchState
+from shared.db.columns import target_column
+from shared.db.models import MoBatch
+from shared.db.repo import (
+    actuals_of,
+    archived_statuses,
+    audit,
+    batch_by_mo,
+    move,
+    now,
+    set_actuals,
+)
+from shared.db.session import make_engine, make_session_factory, transaction
+from shared.health import start_health_server
+from shared.mqtt.client import Message, MqttLink, json_object
+from shared.mqtt.events import BatchEvent, batch_event
+from shared.mqtt.payloads import iso, utc_now
+from shared.odoo.client import OdooClient
+from shared.odoo.mapping import mo_to_batch
+from shared.odoo.models import Mo
+from shared.plc.memory_map import MemoryMap
+
+from .odoo_feed import OdooFeed
+from .rules import Action, Expected, on_read_snapshot, on_write_snapshot, slot_free, snapshot_problem
+from .settings import PlannerSettings
+
+log = logging.getLogger("mo_planner")
+SERVICE = "mo_planner"
+LOST_AFTER_S = 10.0  # a written batch absent from both sides of its slot this long after the write is lost
+TICK_S = 0.25  # periodic work (resends, Odoo refill, dispatch safety net); messages are handled at once
+REFILL_GAP_S = 1.0  # the queue ran short: ask Odoo again at most this often
+IDLE_REPOLL_S = 5.0  # Odoo had nothing new (or failed): ask again at most this often
+
+
+@dataclass
+class Pending:
+    command: str
+    request_id: str
+    mo_id: str
+    slot: int
+    body: dict[str, Any]
+    sent_at: float = field(default_factory=time.monotonic)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.queued = Counter("planner_batches_queued", "MOs taken from Odoo into mo_batch", registry=r)
+        self.written = Counter("planner_batches_written", "write_batch confirmed by the gateway", registry=r)
+        self.finished = Counter("planner_batches_finished", "Final results stored", ["outcome"], registry=r)
+        self.acks = Counter("planner_acks", "ack_slot replies", ["code"], registry=r)
+        self.alarms = Counter("planner_alarms", "Snapshots never applied (invalid / unexpected)", registry=r)
+        self.odoo_errors = Counter("planner_odoo_errors", "Failed Odoo MO list calls", registry=r)
+        self.queue_depth = Gauge("planner_queue_depth", "Rows in mo_batch by state", ["state"], registry=r)
+
+
+class Planner:
+    def __init__(self, settings: PlannerSettings, memory_map: MemoryMap, odoo: OdooClient) -> None:
+        self.s = settings
+        self.map = memory_map
+        self.topics = settings.topics
+        self.metrics = Metrics()
+        self.engine = make_engine(settings.sqlalchemy_url())
+        self.db = make_session_factory(self.engine)
+        self.feed = OdooFeed(odoo, settings.odoo_states)
+        self.reply_topic = f"{self.topics.root}/reply/{SERVICE}"
+        self.link = MqttLink(
+            address=settings.broker(),
+            client_id=settings.client_id(SERVICE),
+            status_topic=self.topics.svc_status(SERVICE),
+            source=SERVICE,
+            subscriptions=[
+                (self.topics.plc_read("+"), 1),
+                (self.topics.plc_write("+"), 1),
+                (f"{self.reply_topic}/#", 1),
+                (self.reply_topic, 1),
+            ],
+            birth={"version": __version__, "slots": memory_map.active_slots},
+        )
+        self.read_snaps: dict[int, dict[str, Any]] = {}
+        self.write_snaps: dict[int, dict[str, Any]] = {}
+        self.pending: dict[str, Pending] = {}
+        self.acked_mo: dict[int, str] = {}
+        self.alarmed: set[tuple[int, str, str]] = set()
+        self.skipped_mos: set[str] = set()
+        self.next_poll = 0.0
+        self.last_poll_request = 0.0
+        self.last_gauge = 0.0
+        self.refill_gap = REFILL_GAP_S
+        self.last_tick = time.monotonic()
+        self.db_ok = True
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self, stop: threading.Event) -> None:
+        health = start_health_server(self.s.health_port, self.metrics.registry, self.health, self.s.health_host)
+        self.feed.start()
+        self.link.start()
+        log.info("mo_planner started", extra={"slots": self.map.active_slots, "lookahead": self.s.lookahead})
+        try:
+            while not stop.is_set():
+                try:
+                    msg = self.link.inbox.get(timeout=0.1)
+                except queue.Empty:
+                    msg = None
+                try:
+                    if msg is not None:
+                        self.on_message(msg)
+                    if time.monotonic() - self.last_tick >= TICK_S:
+                        self.tick()
+                        self.last_tick = time.monotonic()
+                    self.db_ok = True
+                except OperationalError as exc:
+                    # PostgreSQL is away: nothing was acked or sent for uncommitted work; snapshots repeat.
+                    self.db_ok = False
+                    log.error("database unavailable", extra={"error": str(exc.orig)})
+                    time.sleep(1.0)
+        finally:
+            self.feed.stop()
+            self.link.stop()
+            if health:
+                health.stop()
+            self.engine.dispose()
+            log.info("mo_planner stopped")
+
+    def health(self) -> dict[str, Any]:
+        stalled = time.monotonic() - self.last_tick > 30
+        mqtt_ok = self.link.connected.is_set()
+        return {
+            "healthy": mqtt_ok and self.db_ok and not stalled,
+            "mqtt_connected": mqtt_ok,
+            "database_ok": self.db_ok,
+            "pending_commands": len(self.pending),
+        }
+
+    # ------------------------------------------------------------------ messages
+
+    def on_message(self, msg: Message) -> None:
+        body = json_object(msg.payload)
+        if body is None:
+            log.warning("ignored non-JSON message", extra={"topic": msg.topic})
+            return
+        slot = self.topics.slot_of(msg.topic)
+        if not msg.topic.startswith(self.reply_topic) and slot is not None and slot in self.map.slots():
+            area = "read" if "/plc/read/" in msg.topic else "write"
+            problem = snapshot_problem(body, slot, area)
+            if problem is not None:  # never trusted: handled like an invalid snapshot (alarm, nothing applied)
+                body = {"slot": slot, "valid": False, "errors": [f"malformed snapshot: {problem}"], "fields": {}}
+        if msg.topic.startswith(self.reply_topic):
+            self.on_reply(body)
+        elif slot is not None and slot in self.map.slots() and "/plc/read/" in msg.topic:
+            self.read_snaps[slot] = body
+            self.on_read(slot, body)
+        elif slot is not None and slot in self.map.slots():
+            self.write_snaps[slot] = body
+            self.on_write(slot, body)
+
+    def _expected(self, session: Session, mo_id: str | None) -> tuple[MoBatch | None, Expected | None]:
+        if not mo_id:
+            return None, None
+        row = batch_by_mo(session, mo_id, lock=True)
+        if row is None:
+            return None, None
+        weight = (
+            float(row.actual_weight_quantity_finished_goods) if row.actual_weight_quantity_finished_goods else None
+        )
+        return row, Expected(
+            row.mo_id, row.slot, row.state, actuals_of(row), weight, row.write_request_id is not None
+        )
+
+    def on_read(self, slot: int, snap: dict[str, Any]) -> None:
+        fields = snap.get("fields") or {}
+        mo_id = fields.get("mo_id") if snap.get("valid") else None
+        send_ack = False
+        event: tuple[BatchEvent, dict[str, Any]] | None = None
+        with transaction(self.db) as session:
+            row, expected = self._expected(session, mo_id)
+            archived = row is None and isinstance(mo_id, str) and bool(archived_statuses(session, mo_id))
+            decision = on_read_snapshot(snap, expected, archived=archived)
+            if decision.adopt and row is not None:
+                self._adopt(session, row, slot)
+            if decision.action is Action.ALARM:
+                self._alarm(slot, snap, decision.reason)
+            elif decision.action is Action.RUNNING and row is not None:
+                if row.state != BatchState.RUNNING:
+                    move(session, row, "running", actor=SERVICE, reason="dosing", slot=slot)
+                    row.started_at = row.started_at or now()
+                    event = ("running", {})
+                set_actuals(row, fields["consumption"])
+            elif decision.action in (Action.FINISH, Action.FAIL) and row is not None:
+                target: BatchEvent = "finished" if decision.action is Action.FINISH else "failed"
+                set_actuals(row, fields["consumption"])
+                row.actual_weight_quantity_finished_goods = Decimal(str(round(fields["weight_finished_good"], 2)))
+                row.status_manufacturing = fields["status_manufacturing"] == 1
+                row.status_operation = fields["status_operation"] == 1
+                row.finished_at = now()
+                move(session, row, target, actor=SERVICE, reason=decision.reason, slot=slot)
+                self.metrics.finished.labels(target).inc()
+                event = (target, {"weight": fields["weight_finished_good"]})
+                send_ack = True
+            elif decision.action is Action.ACK:
+                send_ack = True
+        # Committed: only now may the PLC be told that the result is stored.
+        if event and mo_id:
+            self._event(event[0], mo_id, slot, **event[1])
+        if send_ack and mo_id:
+            self._send_ack(slot, mo_id)
+        self.dispatch()
+
+    def on_write(self, slot: int, snap: dict[str, Any]) -> None:
+        fields = snap.get("fields") or {}
+        mo_id = fields.get("mo_id") if snap.get("valid") and not snap.get("empty") else None
+        accepted = False
+        if mo_id:
+            with transaction(self.db) as session:
+                row, expected = self._expected(session, mo_id)
+                decision = on_write_snapshot(snap, expected)
+                if row is not None and decision.action is Action.ACCEPTED:
+                    if decision.adopt:
+                        self._adopt(session, row, slot)
+                    move(session, row, "accepted", actor=SERVICE, reason="PLC set W=1", slot=slot)
+                    row.accepted_at = now()
+                    accepted = True
+        if accepted and mo_id:
+            self._event("accepted", mo_id, slot)
+        self.dispatch()
+
+    def _adopt(self, session: Session, row: MoBatch, slot: int) -> None:
+        """The PLC shows a batch whose write_batch reply we never got (crash or lost reply): it was written."""
+        move(
+            session,
+            row,
+            "written",
+            actor=SERVICE,
+            reason="seen on the PLC; write reply lost",
+            slot=slot,
+            request_id=row.write_request_id,
+        )
+        row.written_at = row.written_at or now()
+        self.pending.pop(row.write_request_id or "", None)
+        log.warning("write confirmed by the PLC instead of a reply", extra={"mo_id": row.mo_id, "slot": slot})
+
+    def on_reply(self, body: dict[str, Any]) -> None:
+        pending = self.pending.pop(str(body.get("request_id")), None)
+        if pending is None:
+            return  # a reply to a resend we already handled, or to another planner instance
+        code = str(body.get("code"))
+        if pending.command == "ack_slot":
+            self.metrics.acks.labels(code).inc()
+            if body.get("ok"):
+                self.acked_mo[pending.slot] = pending.mo_id
+                with transaction(self.db) as session:
+                    row = batch_by_mo(session, pending.mo_id, lock=True)
+                    if row is not None and row.acked_at is None:
+                        row.acked_at = now()
+                    audit(
+                        session,
+                        actor=SERVICE,
+                        action="ack_slot",
+                        mo_id=pending.mo_id,
+                        slot=pending.slot,
+                        code=code,
+                    )
+                self.dispatch()
+            else:
+                log.warning(
+                    "ack_slot refused", extra={"mo_id": pending.mo_id, "code": code, "detail": body.get("message")}
+                )
+            return
+        # write_batch
+        with transaction(self.db) as session:
+            row = batch_by_mo(session, pending.mo_id, lock=True)
+            if row is None or row.state != BatchState.QUEUED:
+                return
+            if body.get("ok"):
+                move(
+                    session,
+                    row,
+                    "written",
+                    actor=SERVICE,
+                    reason=code,
+                    slot=pending.slot,
+                    request_id=pending.request_id,
+                )
+                row.written_at = now()
+                self.metrics.written.inc()
+            elif code == "invalid_payload":
+                move(session, row, "attention", actor=SERVICE, reason=str(body.get("message")))
+                row.last_error = f"gateway refused the batch: {body.get('message')}"
+            else:
+                # Not written (or not provably): stays queued, sticky to its slot, retried with a new request.
+                row.write_request_id = None
+                row.last_error = f"{code}: {body.get('message')}"
+        if body.get("ok"):
+            self._event("written", pending.mo_id, pending.slot, code=code)
+        else:
+            log.warning(
+                "write_batch not done", extra={"mo_id": pending.mo_id, "code": code, "detail": body.get("message")}
+            )
+
+    # ------------------------------------------------------------------ periodic work
+
+    def tick(self) -> None:
+        mono = time.monotonic()
+        self._detect_lost_batches()
+        for p in list(self.pending.values()):
+            if mono - p.sent_at > self.s.command_timeout_s:
+                # Same request_id: the gateway answers a duplicate from its cache, never executes it twice.
+                p.sent_at = mono
+                self._publish_command(p)
+        while True:
+            try:
+                result = self.feed.results.get_nowait()
+            except queue.Empty:
+                break
+            if result.mos is not None:
+                added = self.enqueue(result.mos)
+                self.refill_gap = REFILL_GAP_S if added else IDLE_REPOLL_S
+            else:
+                self.metrics.odoo_errors.inc()
+                self.refill_gap = IDLE_REPOLL_S
+        if not self.feed.busy:
+            short = self._queued_count() < self._wanted_queue()
+            # Refill as soon as the queue runs short (event-driven); the long period is only a safety net.
+            if mono >= self.next_poll or (short and mono - self.last_poll_request >= self.refill_gap):
+                self.next_poll = mono + self.s.odoo_poll_s
+                if short:
+                    self.last_poll_request = mono
+                    self.feed.request()
+        if mono - self.last_gauge > 2.0:
+            self.last_gauge = mono
+            with self.db() as session:
+                counts = dict(session.execute(select(MoBatch.state, func.count()).group_by(MoBatch.state)).all())
+            for state in BatchState:
+                self.metrics.queue_depth.labels(state.value).set(counts.get(state.value, 0))
+        self.dispatch()
+
+    def _detect_lost_batches(self) -> None:
+        """A batch written to a slot whose WRITE and READ sides both read empty long after the write was lost
+        by the PLC (a reboot or a cleared memory): never re-dose it silently, hand it to an operator."""
+        for slot in self.map.slots():
+            w, r = self.write_snaps.get(slot), self.read_snaps.get(slot)
+            if not (w and r and w.get("valid") and r.get("valid") and w.get("empty") and r.get("empty")):
+                continue
+            lost: list[str] = []
+            with transaction(self.db) as session:
+                rows = session.scalars(
+                    select(MoBatch)
+                    .where(
+                        MoBatch.slot == slot,
+                        MoBatch.state.in_([s.value for s in ON_PLC]),
+                        MoBatch.written_at < func.now() - dt.timedelta(seconds=LOST_AFTER_S),
+                    )
+                    .with_for_update()
+                ).all()
+                for row in rows:
+                    reason = f"PLC slot {slot} is empty: the batch was lost on the PLC (reboot?)"
+                    move(session, row, "attention", actor=SERVICE, reason=reason, slot=slot)
+                    row.last_error = reason
+                    lost.append(row.mo_id)
+            for mo_id in lost:
+                log.error("batch lost on the PLC", extra={"mo_id": mo_id, "slot": slot})
+                self._event("attention", mo_id, slot, reason="lost on the PLC (slot empty)")
+
+    def _queued_count(self) -> int:
+        with self.db() as session:
+            return int(
+                session.scalar(select(func.count()).select_from(MoBatch).where(MoBatch.state == BatchState.QUEUED))
+                or 0
+            )
+
+    def _wanted_queue(self) -> int:
+        return self.s.lookahead + self.map.active_slots
+
+    def enqueue(self, mos: list[Mo]) -> int:
+        """Queue MOs up to the look-ahead; returns how many were added."""
+        added = 0
+        room = self._wanted_queue() - self._queued_count()
+        for mo in mos:
+            if room <= 0:
+                break
+            if mo.mo_id in self.skipped_mos:
+                continue
+            batch = mo_to_batch(mo, self.map.equipment_codes)
+            if not batch.targets or batch.quantity <= 0 or not self.map.mo_name_regex.fullmatch(mo.mo_id):
+                self.skipped_mos.add(mo.mo_id)
+                log.warning(
+                    "MO not queued: nothing the PLC can dose",
+                    extra={"mo_id": mo.mo_id, "warnings": batch.warnings},
+                )
+                self._event("alarm", mo.mo_id, None, reason="MO cannot be dosed", warnings=batch.warnings)
+                continue
+            try:
+                with transaction(self.db) as session:
+                    if batch_by_mo(session, mo.mo_id) is not None or archived_statuses(session, mo.mo_id) & {
+                        "completed",
+                        "cancelled",
+                    }:
+                        continue
+                    row = MoBatch(
+                        mo_id=mo.mo_id,
+                        state=BatchState.QUEUED.value,
+                        finished_goods=batch.finished_goods,
+                        bom_name=batch.bom_name,
+                        consumption=Decimal(str(batch.quantity)),
+                        equipment=mo.equipment.code if mo.equipment else None,
+                        odoo_mo=mo.model_dump(mode="json"),
+                    )
+                    for code, kg in batch.targets.items():
+                        setattr(row, target_column(code), Decimal(str(round(kg, 2))))
+                    session.add(row)
+                    audit(
+                        session,
+                        actor=SERVICE,
+                        action="queued",
+                        mo_id=mo.mo_id,
+                        to_state="queued",
+                        warnings=batch.warnings,
+                    )
+            except IntegrityError:
+                continue  # another writer queued it first: nothing doubled
+            room -= 1
+            added += 1
+            self.metrics.queued.inc()
+            self._event("queued", mo.mo_id, None, warnings=batch.warnings)
+        return added
+
+    def dispatch(self) -> None:
+        """Write the next queued batch into every free slot."""
+        for slot in self.map.slots():
+            if any(p.slot == slot and p.command == "write_batch" for p in self.pending.values()):
+                continue
+            with transaction(self.db) as session:
+                occupied = (
+                    session.scalar(
+                        select(func.count())
+                        .select_from(MoBatch)
+                        .where(MoBatch.slot == slot, MoBatch.state.in_([s.value for s in ON_PLC]))
+                    )
+                    or 0
+                )
+                free, _why = slot_free(
+                    self.write_snaps.get(slot),
+                    self.read_snaps.get(slot),
+                    occupied_in_db=occupied > 0,
+                    write_in_flight=False,
+                    acked_mo=self.acked_mo.get(slot),
+                )
+                if not free:
+                    continue
+                row = session.scalars(
+                    select(MoBatch)
+                    .where(MoBatch.state == BatchState.QUEUED, (MoBatch.slot == slot) | MoBatch.slot.is_(None))
+                    .order_by(MoBatch.slot.is_(None), MoBatch.queued_at, MoBatch.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).first()
+                if row is None:
+                    continue  # the queue is empty: tick() refills it from Odoo
+                row.slot = slot
+                row.write_request_id = row.write_request_id or f"wb-{uuid.uuid4().hex}"
+                pending = Pending(
+                    "write_batch",
+                    row.write_request_id,
+                    row.mo_id,
+                    slot,
+                    {
+                        "slot": slot,
+                        "batch": {
+                            "mo_id": row.mo_id,
+                            "bom_name": row.bom_name,
+                            "finished_goods": row.finished_goods,
+                            "quantity": float(row.consumption),
+                            "targets": {
+                                c: float(getattr(row, target_column(c)))
+                                for c in self.map.equipment_codes
+                                if getattr(row, target_column(c))
+                            },
+                        },
+                    },
+                )
+            # Committed (slot + request id stored) before sending: a crash here resends the same request.
+            self.pending[pending.request_id] = pending
+            self._publish_command(pending)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _send_ack(self, slot: int, mo_id: str) -> None:
+        if any(p.command == "ack_slot" and p.mo_id == mo_id for p in self.pending.values()):
+            return
+        p = Pending("ack_slot", f"ack-{uuid.uuid4().hex}", mo_id, slot, {"slot": slot, "mo_id": mo_id})
+        self.pending[p.request_id] = p
+        self._publish_command(p)
+
+    def _publish_command(self, p: Pending) -> None:
+        expires = utc_now() + dt.timedelta(seconds=self.s.command_ttl_s)
+        body = {"request_id": p.request_id, "reply_to": self.reply_topic, "expires_at": iso(expires), **p.body}
+        self.link.publish_json(self.topics.cmd(p.command), body)
+
+    def _event(self, event: BatchEvent, mo_id: str | None, slot: int | None, **details: Any) -> None:
+        self.link.publish_json(self.topics.batch_events, batch_event(event, mo_id, slot, **details))
+
+    def _alarm(self, slot: int, snap: dict[str, Any], reason: str) -> None:
+        key = (slot, reason, str(snap.get("words")))
+        if key in self.alarmed:
+            return
+        self.alarmed.add(key)
+        if len(self.alarmed) > 1000:
+            self.alarmed.clear()
+        self.metrics.alarms.inc()
+        log.error("snapshot not applied", extra={"slot": slot, "reason": reason})
+        self._event("alarm", (snap.get("fields") or {}).get("mo_id"), slot, reason=reason)

@@ -1,0 +1,169 @@
+"""mo_planner's decisions as pure functions: when a slot is free, and what a READ/WRITE snapshot means for
+the batch the database expects in that slot. The service shell applies them (SQL, MQTT) and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+# Batch states in which a slot is occupied by a batch that has not reached its end on the PLC.
+OCCUPYING_STATES = frozenset({"written", "accepted", "running"})
+# States after the PLC reported the end: the READ slot must still be acknowledged (R = 1).
+ENDED_STATES = frozenset({"finished", "failed", "reported", "attention", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the database knows about the batch a snapshot names."""
+
+    mo_id: str
+    slot: int | None
+    state: str
+    actuals: Mapping[str, float]
+    weight: float | None
+    request_sent: bool = False  # a write_batch for this row was sent; its reply may have been lost
+
+    def on_plc(self, slot: int) -> bool:
+        """Written to this slot, or queued for it with a request whose reply never arrived (a crash or a lost
+        reply): the PLC showing the MO proves the write landed."""
+        return self.slot == slot and (
+            self.state in OCCUPYING_STATES or (self.state == "queued" and self.request_sent)
+        )
+
+
+class Action(Enum):
+    IGNORE = "ignore"  # nothing new
+    ALARM = "alarm"  # invalid snapshot or a batch the database does not expect: never applied
+    ACCEPTED = "accepted"  # WRITE slot shows the PLC took our command (W = 1)
+    RUNNING = "running"  # dosing started / actuals changed
+    FINISH = "finish"  # status_manufacturing = 1: store final values, then ack
+    FAIL = "fail"  # status_operation = 1 before finish: store, then ack; Odoo cancel follows
+    ACK = "ack"  # already stored as ended, R still 0: (re)send the acknowledgement
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str = ""
+    adopt: bool = False  # the row is still `queued`: record it as written first (queued -> written)
+
+
+def slot_free(
+    write_msg: Mapping[str, Any] | None,
+    read_msg: Mapping[str, Any] | None,
+    *,
+    occupied_in_db: bool,
+    write_in_flight: bool,
+    acked_mo: str | None = None,
+) -> tuple[bool, str]:
+    """A slot takes the next batch only when W = 1, its READ side is empty or acknowledged (R = 1), and the
+    database has no batch written to it that has not ended. `acked_mo` is an MO we saw acknowledged after
+    the latest READ snapshot (the ack reply arrives before the next poll shows R = 1)."""
+    if write_in_flight:
+        return False, "write in flight"
+    if occupied_in_db:
+        return False, "a batch written to this slot has not ended"
+    if not write_msg or not write_msg.get("valid"):
+        return False, "no valid WRITE snapshot"
+    if write_msg.get("fields", {}).get("status_read_data") != 1:
+        return False, "PLC has not taken the last command (W=0)"
+    if not read_msg or not read_msg.get("valid"):
+        return False, "no valid READ snapshot"
+    if read_msg.get("empty"):
+        return True, "READ slot empty"
+    fields = read_msg.get("fields", {})
+    if fields.get("status_read_data") == 1 or (acked_mo is not None and fields.get("mo_id") == acked_mo):
+        return True, "last batch acknowledged"
+    return False, f"batch {fields.get('mo_id')} not acknowledged (R=0)"
+
+
+def on_write_snapshot(msg: Mapping[str, Any], expected: Expected | None) -> Decision:
+    if not msg.get("valid") or msg.get("empty") or expected is None:
+        return Decision(Action.IGNORE)
+    fields = msg["fields"]
+    taken = fields.get("status_read_data") == 1
+    if taken and expected.on_plc(msg["slot"]) and expected.state in ("written", "queued"):
+        return Decision(Action.ACCEPTED, "PLC set W=1", adopt=expected.state == "queued")
+    return Decision(Action.IGNORE)
+
+
+def on_read_snapshot(msg: Mapping[str, Any], expected: Expected | None, *, archived: bool) -> Decision:
+    """`expected` is the mo_batch row named by the snapshot's MO (None if absent); `archived` whether the MO
+    is in mo_histories (an acknowledged, archived batch legitimately stays in the READ slot)."""
+    if not msg.get("valid"):
+        return Decision(Action.ALARM, "invalid READ snapshot: " + "; ".join(msg.get("errors", [])[:3]))
+    if msg.get("empty"):
+        return Decision(Action.IGNORE)
+    fields = msg["fields"]
+    mo_id, slot, r_flag = fields["mo_id"], msg["slot"], fields["status_read_data"]
+    if expected is None:
+        if archived and r_flag == 1:
+            return Decision(Action.IGNORE)
+        if archived:
+            return Decision(Action.ACK, f"{mo_id} archived; READ slot still waits for its ack")
+        return Decision(Action.ALARM, f"READ slot {slot} holds {mo_id}, which the database does not expect")
+    if expected.slot != slot:
+        return Decision(Action.ALARM, f"READ slot {slot} holds {mo_id}, expected in slot {expected.slot}")
+    if expected.state in ENDED_STATES:
+        return Decision(Action.ACK if r_flag == 0 else Action.IGNORE)
+    if not expected.on_plc(slot):
+        return Decision(Action.ALARM, f"READ slot {slot} holds {mo_id} but it is {expected.state}, not written")
+    adopt = expected.state == "queued"
+    if fields["status_operation"] == 1:
+        return Decision(Action.FAIL, "status_operation = 1", adopt)
+    if fields["status_manufacturing"] == 1:
+        return Decision(Action.FINISH, "status_manufacturing = 1", adopt)
+    if expected.state != "running" or dict(fields["consumption"]) != dict(expected.actuals):
+        return Decision(Action.RUNNING, "", adopt)
+    return Decision(Action.IGNORE)
+
+
+def _flag(value: Any) -> bool:
+    return type(value) is int and value in (0, 1)
+
+
+def _kg(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+def snapshot_problem(msg: Mapping[str, Any], slot: int, area: str) -> str | None:
+    """Why a message on plc/read|write/{slot} does not have the shape plc_gateway publishes (None = fine).
+
+    Anything can be published on a topic (a bug, version skew, a misconfigured ACL): a message that claims to
+    be valid but is not shaped like a decoded snapshot is treated as invalid (alarm, never applied)."""
+    if type(msg.get("valid")) is not bool:
+        return "'valid' is not a boolean"
+    errors = msg.get("errors", [])
+    if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
+        return "'errors' is not a list of strings"
+    if not msg["valid"]:
+        return None
+    if type(msg.get("empty")) is not bool:
+        return "'empty' is not a boolean"
+    if msg.get("slot") != slot or type(msg.get("slot")) is not int:
+        return f"'slot' {msg.get('slot')!r} does not match the topic's slot {slot}"
+    fields = msg.get("fields")
+    if not isinstance(fields, dict):
+        return "'fields' is not an object"
+    if not _flag(fields.get("status_read_data")):
+        return "'fields.status_read_data' is not 0/1"
+    if msg["empty"]:
+        return None
+    if not isinstance(fields.get("mo_id"), str) or not fields["mo_id"]:
+        return "'fields.mo_id' is not a string"
+    if area == "read":
+        for name in ("status_manufacturing", "status_operation"):
+            if not _flag(fields.get(name)):
+                return f"'fields.{name}' is not 0/1"
+        consumption = fields.get("consumption")
+        if not isinstance(consumption, dict) or not all(
+            isinstance(k, str) and _kg(v) for k, v in consumption.items()
+        ):
+            return "'fields.consumption' is not an object of kg"
+        if not _kg(fields.get("weight_finished_good")):
+            return "'fields.weight_finished_good' is not a number of kg"
+    return None

@@ -1,0 +1,323 @@
+"""plc_gateway: the only process that speaks FINS. Polls the mapped areas, publishes snapshots, executes
+commands from MQTT one at a time. paho's thread only hands messages over to the asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from shared import __version__
+from shared.fins.client import FinsClient
+from shared.fins.errors import FinsError, FinsTimeout
+from shared.health import start_health_server
+from shared.mqtt.client import Message, MqttLink
+from shared.mqtt.payloads import (
+    AckFailure,
+    AckSlot,
+    Arm,
+    CommandBase,
+    PayloadError,
+    ReadArea,
+    WriteBatch,
+    parse_command,
+    request_id_of,
+)
+from shared.mqtt.topics import GATEWAY_COMMANDS
+from shared.plc.memory_map import AreaName, MemoryMap, load_memory_map, with_active_slots
+from shared.plc.snapshot import decode_area
+
+from . import handshake
+from .handshake import PlcIO, Reply, WriteNotAllowed
+from .metrics import GatewayMetrics
+from .publisher import SnapshotTracker, snapshot_message
+from .settings import GatewaySettings
+
+log = logging.getLogger("plc_gateway")
+SERVICE = "plc_gateway"
+MAX_BACKOFF_S = 2.0
+
+
+def load_map(settings: GatewaySettings) -> MemoryMap:
+    return with_active_slots(load_memory_map(settings.plc_map), settings.plc_slots)
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, memory_map: MemoryMap) -> None:
+        self.settings = settings
+        self.map = memory_map
+        self.topics = settings.topics
+        self.metrics = GatewayMetrics()
+        self.tracker = SnapshotTracker(settings.heartbeat_s)
+        self.replies: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self.plc_reachable: bool | None = None
+        self.last_poll_ok: float | None = None
+        self.last_cycle_at = time.monotonic()
+        self.last_error: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._commands: asyncio.Queue[Message] = asyncio.Queue()
+        self.link = MqttLink(
+            address=settings.broker(),
+            client_id=settings.client_id(SERVICE),
+            status_topic=self.topics.gateway_status,
+            source=SERVICE,
+            subscriptions=[(self.topics.cmd(name), 1) for name in GATEWAY_COMMANDS],
+            on_message=self._hand_over,
+            on_connected=self._on_connected,
+            birth=self._status_body(),
+        )
+        self.fins = FinsClient(
+            host=settings.plc_host,
+            port=settings.plc_port,
+            dest_node=settings.plc_node,
+            dest_net=settings.plc_network,
+            dest_unit=settings.plc_unit,
+            source_node=settings.gateway_node,
+            local_port=settings.fins_local_port,
+            timeout=settings.fins_timeout_ms / 1000,
+            retries=settings.fins_retries,
+            chunk_words=settings.fins_chunk_words,
+        )
+
+    # ------------------------------------------------------------------ paho thread -> loop
+
+    def _hand_over(self, msg: Message) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._commands.put_nowait, msg)
+
+    def _on_connected(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.tracker.force_all)
+
+    # ------------------------------------------------------------------ status
+
+    def _status_body(self) -> dict[str, Any]:
+        stats = getattr(self, "fins", None)
+        rtt = None
+        if stats is not None and stats.stats.rtt_p50 is not None:
+            rtt = round(stats.stats.rtt_p50 * 1000, 3)
+        return {
+            "version": __version__,
+            "map_version": self.map.version,
+            "slots": self.map.active_slots,
+            "poll_interval_ms": self.settings.poll_interval_ms,
+            "plc": {
+                "host": self.settings.plc_host,
+                "port": self.settings.plc_port,
+                "node": self.settings.plc_node,
+                "reachable": bool(self.plc_reachable),
+                "rtt_ms": rtt,
+                "last_error": self.last_error,
+            },
+        }
+
+    def publish_status(self) -> None:
+        self.link.birth = self._status_body()
+        self.link.publish_status(self.link.birth)
+
+    def health(self) -> dict[str, Any]:
+        stalled = time.monotonic() - self.last_cycle_at > max(10.0, 20 * self.settings.poll_interval_ms / 1000)
+        mqtt_ok = self.link.connected.is_set()
+        return {
+            "healthy": mqtt_ok and not stalled,
+            "mqtt_connected": mqtt_ok,
+            "poll_loop_stalled": stalled,
+            "plc_reachable": bool(self.plc_reachable),
+        }
+
+    # ------------------------------------------------------------------ polling
+
+    async def poll_once(self) -> None:
+        areas: list[tuple[AreaName, int, str]] = []
+        for slot in self.map.slots():
+            areas.append(("read_slot", slot, self.topics.plc_read(slot)))
+            areas.append(("write_slot", slot, self.topics.plc_write(slot)))
+        areas.append(("failure", 1, self.topics.plc_failure))
+        for area, slot, topic in areas:
+            started = time.perf_counter()
+            words = await self.fins.read_words(self.map.base_address(area, slot), self.map.layout_of(area).words)
+            self.metrics.fins_rtt.observe(time.perf_counter() - started)
+            snap = decode_area(self.map, area, slot, words)
+            decision = self.tracker.observe(topic, snap, time.monotonic())
+            if decision is None:
+                continue
+            changed, heartbeat, seq = decision
+            if changed and not snap.valid:
+                self.metrics.invalid_snapshots.labels(area).inc()
+                log.warning(
+                    "invalid snapshot rejected",
+                    extra={"area": area, "slot": slot, "errors": list(snap.errors[:5])},
+                )
+            if self.link.publish_json(topic, snapshot_message(snap, seq, heartbeat), retain=True):
+                self.metrics.published.labels(area).inc()
+            else:
+                self.tracker.forget(topic)  # not delivered: publish again once the broker is back
+
+    async def poll_loop(self, stop: asyncio.Event) -> None:
+        interval = self.settings.poll_interval_ms / 1000
+        delay = interval
+        last_status = 0.0
+        while not stop.is_set():
+            cycle_start = time.monotonic()
+            try:
+                await self.poll_once()
+                self.tracker.end_cycle()
+                self.metrics.polls.inc()
+                self.last_poll_ok = time.monotonic()
+                self._set_reachable(True, None)
+                delay = interval
+            except FinsError as exc:
+                kind = "timeout" if isinstance(exc, FinsTimeout) else "plc_error"
+                self.metrics.poll_errors.labels(kind).inc()
+                self._set_reachable(False, f"{kind}: {exc}")
+                delay = min(max(delay * 2, interval), MAX_BACKOFF_S)
+            self._sync_fins_metrics()
+            self.last_cycle_at = time.monotonic()
+            if self.last_cycle_at - last_status >= self.settings.heartbeat_s:
+                self.publish_status()
+                last_status = self.last_cycle_at
+            sleep = max(0.0, delay - (time.monotonic() - cycle_start))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=sleep)
+
+    def _set_reachable(self, reachable: bool, error: str | None) -> None:
+        changed = self.plc_reachable is not reachable
+        self.plc_reachable = reachable
+        self.last_error = error
+        self.metrics.plc_reachable.set(1 if reachable else 0)
+        if changed:
+            (log.info if reachable else log.error)(
+                "PLC reachable" if reachable else "PLC unreachable", extra={"error": error}
+            )
+            self.publish_status()
+
+    def _sync_fins_metrics(self) -> None:
+        s = self.fins.stats
+        self.metrics.fins_timeouts.set(s.timeouts)
+        self.metrics.fins_retries.set(s.retries)
+        self.metrics.fins_dropped.set(s.late_replies + s.stray_datagrams)
+
+    # ------------------------------------------------------------------ commands
+
+    async def command_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            get = asyncio.ensure_future(self._commands.get())
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({get, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if get not in done:
+                get.cancel()
+                return
+            await self.handle(get.result())
+
+    async def handle(self, msg: Message) -> None:
+        name = msg.topic.rsplit("/", 1)[-1]
+        try:
+            cmd = parse_command(name, msg.payload)
+        except PayloadError as exc:
+            self._reply(name, request_id_of(msg.payload), None, Reply(False, exc.code, str(exc)))
+            return
+        reply_to = cmd.reply_to if cmd.reply_to and self._reply_to_allowed(name, cmd.reply_to) else None
+        if cmd.reply_to and reply_to is None:
+            self._reply(
+                name,
+                cmd.request_id,
+                None,
+                Reply(False, "invalid_payload", "reply_to must be under {root}/cmd/ or {root}/reply/"),
+            )
+            return
+        cached = self.replies.get((name, cmd.request_id))
+        if cached is not None:
+            self.metrics.commands.labels(name, "duplicate").inc()
+            self.link.publish_json(reply_to or self.topics.cmd_reply(name), {**cached, "duplicate": True})
+            return
+        if cmd.expired():
+            self._reply(
+                name, cmd.request_id, reply_to, Reply(False, "expired", "command arrived after expires_at")
+            )
+            return
+        reply = await self._execute(name, cmd)
+        self._reply(name, cmd.request_id, reply_to, reply, cache=True)
+
+    async def _execute(self, name: str, cmd: CommandBase) -> Reply:
+        runners: dict[str, Callable[[PlcIO, MemoryMap, Any], Awaitable[Reply]]] = {
+            "write_batch": handshake.write_batch,
+            "ack_slot": handshake.ack_slot,
+            "ack_failure": handshake.ack_failure,
+            "arm": handshake.arm,
+            "read_area": handshake.read_area,
+        }
+        expected = {
+            "write_batch": WriteBatch,
+            "ack_slot": AckSlot,
+            "ack_failure": AckFailure,
+            "arm": Arm,
+            "read_area": ReadArea,
+        }[name]
+        assert isinstance(cmd, expected)
+        try:
+            return await runners[name](self.fins, self.map, cmd)
+        except WriteNotAllowed as exc:
+            log.error("write outside the memory map refused", extra={"error": str(exc)})
+            return Reply(False, "not_allowed", str(exc))
+        except FinsTimeout as exc:
+            return Reply(False, "plc_unreachable", f"PLC did not answer: {exc}")
+        except FinsError as exc:
+            return Reply(False, "plc_error", f"PLC refused: {exc}")
+
+    def _reply_to_allowed(self, name: str, topic: str) -> bool:
+        root = self.topics.root
+        return topic.startswith((f"{root}/cmd/{name}/reply", f"{root}/reply/"))
+
+    def _reply(
+        self, name: str, request_id: str | None, reply_to: str | None, reply: Reply, cache: bool = False
+    ) -> None:
+        body = {
+            "request_id": request_id,
+            "command": name,
+            "ok": reply.ok,
+            "code": reply.code,
+            "message": reply.message,
+            **reply.details,
+        }
+        if cache and request_id is not None:
+            self.replies[(name, request_id)] = body
+            while len(self.replies) > self.settings.reply_cache_size:
+                self.replies.popitem(last=False)
+        self.metrics.commands.labels(name, reply.code).inc()
+        (log.info if reply.ok else log.warning)(
+            "command done",
+            extra={"command": name, "request_id": request_id, "code": reply.code, "detail": reply.message},
+        )
+        self.link.publish_json(reply_to or self.topics.cmd_reply(name), body)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.fins.open()
+        health = start_health_server(
+            self.settings.health_port, self.metrics.registry, self.health, self.settings.health_host
+        )
+        self.link.start()
+        log.info(
+            "gateway started",
+            extra={
+                "plc": f"{self.settings.plc_host}:{self.settings.plc_port}",
+                "map_version": self.map.version,
+                "slots": self.map.active_slots,
+            },
+        )
+        try:
+            await asyncio.gather(self.poll_loop(stop), self.command_loop(stop))
+        finally:
+            self.link.stop()
+            self.fins.close()
+            if health:
+                health.stop()
+            log.info("gateway stopped")

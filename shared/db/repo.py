@@ -1,0 +1,130 @@
+"""Row operations several services share: apply a state transition with its audit row, archive a batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
+
+from shared.db.batch_state import BatchState, IllegalTransition, Transition, archive_status, transition
+from shared.db.columns import COLUMN_SUFFIX, actual_column
+from shared.db.models import AuditEvent, MoBatch, MoHistory
+
+_SHARED_COLUMNS = [
+    c.key
+    for c in inspect(MoHistory).column_attrs
+    if c.key not in ("id", "status", "archived_at", "odoo_reply", "note")
+]
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    mo_id: str | None = None,
+    event_id: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action=action,
+            mo_id=mo_id,
+            event_id=event_id,
+            from_state=from_state,
+            to_state=to_state,
+            detail=detail,
+        )
+    )
+
+
+def move(
+    session: Session, row: MoBatch, target: str, *, actor: str, reason: str = "", **detail: Any
+) -> Transition:
+    """Change a batch's state (raises IllegalTransition), stamp the state's timestamp column, remember where an
+    `attention` batch came from, and write its audit_event in the same session (so the same transaction)."""
+    t = transition(
+        row.mo_id, row.state, target, actor=actor, reason=reason, attention_from=row.attention_from, **detail
+    )
+    row.state = t.to_state.value
+    row.attention_from = t.attention_from.value if t.attention_from else None
+    if t.timestamp_column is not None:
+        setattr(row, t.timestamp_column, t.at)
+    if t.to_state is BatchState.REPORTED:
+        row.update_odoo = True  # seed meaning: Odoo has the consumption
+    session.add(
+        AuditEvent(
+            at=t.at,
+            actor=actor,
+            action="transition",
+            mo_id=row.mo_id,
+            from_state=t.from_state.value,
+            to_state=t.to_state.value,
+            detail={"reason": reason, **detail},
+        )
+    )
+    return t
+
+
+def archive(
+    session: Session,
+    row: MoBatch,
+    status: str,
+    *,
+    actor: str,
+    odoo_reply: dict[str, Any] | None = None,
+    note: str | None = None,
+) -> MoHistory:
+    """Copy the batch into mo_histories and delete it from mo_batch (the caller's transaction makes it atomic).
+
+    `status` must be the one the batch's state archives as (batch_state.ARCHIVE_STATUS): a batch is archived as
+    completed only once it is `reported`, i.e. never before Odoo confirmed it.
+    """
+    expected = archive_status(row.mo_id, row.state)
+    if status != expected:
+        raise IllegalTransition(row.mo_id, row.state, f"archived as {status}", f"must be archived as {expected}")
+    history = MoHistory(
+        status=status, odoo_reply=odoo_reply, note=note, **{key: getattr(row, key) for key in _SHARED_COLUMNS}
+    )
+    session.add(history)
+    session.delete(row)
+    audit(
+        session, actor=actor, action="archived", mo_id=row.mo_id, from_state=row.state, to_state=status, note=note
+    )
+    return history
+
+
+def actuals_of(row: MoBatch | MoHistory) -> dict[str, float]:
+    """PLC actual kg per equipment code (None -> 0)."""
+    out: dict[str, float] = {}
+    for code in COLUMN_SUFFIX:
+        value = getattr(row, actual_column(code))
+        out[code] = float(value) if value is not None else 0.0
+    return out
+
+
+def set_actuals(row: MoBatch, consumption: dict[str, float]) -> None:
+    for code, kg in consumption.items():
+        if code in COLUMN_SUFFIX:
+            setattr(row, actual_column(code), Decimal(str(round(kg, 2))))
+
+
+def batch_by_mo(session: Session, mo_id: str, *, lock: bool = False) -> MoBatch | None:
+    stmt = select(MoBatch).where(MoBatch.mo_id == mo_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def archived_statuses(session: Session, mo_id: str) -> set[str]:
+    return set(session.scalars(select(MoHistory.status).where(MoHistory.mo_id == mo_id)).all())

@@ -1,0 +1,24 @@
+"""Batch lifecycle events on `{root}/events/batch`: what happened to which MO, for operators and triggers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+BatchEvent = Literal[
+    "queued",
+    "written",
+    "accepted",
+    "running",
+    "finished",
+    "failed",
+    "reported",
+    "archived",
+    "cancelled",
+    "attention",
+    "alarm",
+    "retry",
+]
+
+
+def batch_event(event: BatchEvent, mo_id: str | None, slot: int | None = None, **details: Any) -> dict[str, Any]:
+    return {"event": event, "mo_id": mo_id, "slot": slot, **details}

@@ -1,0 +1,185 @@
+"""JSON payloads on the wire, as pydantic models: one definition for publisher and subscriber.
+
+Every payload carries `schema`, `ts` (UTC ISO-8601) and `source`. Commands are strict (unknown top-level
+fields refused, types not coerced); anything malformed is refused with a reason, never repaired.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.mqtt.topics import SCHEMA_VERSION
+
+MAX_COMMAND_BYTES = 16 * 1024  # a write_batch is ~600 bytes; anything near this is not a command
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def iso(ts: dt.datetime) -> str:
+    return ts.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class PayloadError(ValueError):
+    """A message is not acceptable; `code` is machine readable (invalid_payload, too_large...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def envelope(source: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"schema": SCHEMA_VERSION, "ts": iso(utc_now()), "source": source, **body}
+
+
+def dumps(source: str, body: dict[str, Any]) -> bytes:
+    return json.dumps(envelope(source, body), separators=(",", ":"), allow_nan=False).encode()
+
+
+def loads_object(raw: bytes, limit: int = MAX_COMMAND_BYTES) -> dict[str, Any]:
+    if len(raw) > limit:
+        raise PayloadError("too_large", f"payload of {len(raw)} bytes exceeds {limit}")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise PayloadError("invalid_payload", f"not UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("invalid_payload", "payload must be a JSON object")
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# ---------------------------------------------------------------- commands (to plc_gateway)
+
+_Strict = ConfigDict(extra="forbid", strict=True, frozen=True)
+Kg = Annotated[float, Field(ge=0, le=1_000_000)]
+RequestId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+ReplyTo = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^#+\x00]+$")]
+
+
+class CommandBase(BaseModel):
+    model_config = _Strict
+    request_id: RequestId
+    reply_to: ReplyTo | None = None
+    expires_at: dt.datetime | None = None
+    schema_: int | None = Field(default=None, alias="schema")
+    ts: str | None = None
+    source: str | None = Field(default=None, max_length=100)
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _parse_time(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                parsed = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError("expires_at must be ISO-8601") from None
+            if parsed.tzinfo is None:
+                raise ValueError("expires_at needs a timezone (UTC)")
+            return parsed
+        return v
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or utc_now())
+
+
+class BatchPayload(BaseModel):
+    """The batch inside write_batch; extra optional fields are allowed and ignored."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+    mo_id: Annotated[str, Field(min_length=1, max_length=16)]
+    bom_name: Annotated[str, Field(max_length=200)]
+    finished_goods: Annotated[str, Field(max_length=200)]
+    quantity: Annotated[float, Field(gt=0, le=1_000_000)]
+    targets: dict[Annotated[str, Field(max_length=32)], Kg] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("quantity", mode="before")
+    @classmethod
+    def _int_is_a_number(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _targets_numbers(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            out = {}
+            for k, x in v.items():
+                if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+                    raise ValueError(f"target {k!r} must be a finite number of kg")
+                out[k] = float(x)
+            return out
+        return v
+
+
+class WriteBatch(CommandBase):
+    slot: Annotated[int, Field(ge=1, le=99)]
+    batch: BatchPayload
+
+
+class AckSlot(CommandBase):
+    slot: Annotated[int, Field(ge=1, le=99)]
+    mo_id: Annotated[str, Field(min_length=1, max_length=16)]
+
+
+class AckFailure(CommandBase):
+    event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+
+
+class Arm(CommandBase):
+    slot: Annotated[int, Field(ge=1, le=99)]
+
+
+class ReadArea(CommandBase):
+    area: Literal["read_slot", "write_slot", "failure"]
+    slot: Annotated[int, Field(ge=1, le=99)] = 1
+
+
+COMMAND_MODELS: dict[str, type[CommandBase]] = {
+    "write_batch": WriteBatch,
+    "ack_slot": AckSlot,
+    "ack_failure": AckFailure,
+    "arm": Arm,
+    "read_area": ReadArea,
+}
+
+
+def parse_command(name: str, raw: bytes) -> CommandBase:
+    """Parse a command payload; raises PayloadError with a reason. Keeps request_id when it can."""
+    data = loads_object(raw)
+    model = COMMAND_MODELS.get(name)
+    if model is None:
+        raise PayloadError("unknown_command", f"unknown command {name!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()[:10]
+        )
+        raise PayloadError("invalid_payload", reasons) from None
+
+
+def request_id_of(raw: bytes) -> str | None:
+    """Best-effort request_id of a rejected payload, so the sender can correlate the error reply."""
+    try:
+        data = loads_object(raw)
+    except PayloadError:
+        return None
+    rid = data.get("request_id")
+    return rid if isinstance(rid, str) and 0 < len(rid) <= 100 else None
+
+
+class CommandReply(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    request_id: str | None
+    ok: bool
+    code: str
+    message: str

@@ -1,0 +1,58 @@
+"""Every MQTT topic of the system, built from one configurable root (default `scada/plc01`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GATEWAY_COMMANDS = ("write_batch", "ack_slot", "ack_failure", "arm", "read_area")
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Topics:
+    root: str = "scada/plc01"
+
+    def __post_init__(self) -> None:
+        if (
+            not self.root
+            or any(c in self.root for c in "#+")
+            or self.root.startswith("/")
+            or self.root.endswith("/")
+        ):
+            raise ValueError(
+                f"MQTT topic root {self.root!r} must be a plain topic without wildcards or edge slashes"
+            )
+
+    @property
+    def gateway_status(self) -> str:
+        return f"{self.root}/gateway/status"
+
+    def plc_read(self, slot: int | str) -> str:
+        return f"{self.root}/plc/read/{slot}"
+
+    def plc_write(self, slot: int | str) -> str:
+        return f"{self.root}/plc/write/{slot}"
+
+    @property
+    def plc_failure(self) -> str:
+        return f"{self.root}/plc/failure"
+
+    def cmd(self, name: str) -> str:
+        return f"{self.root}/cmd/{name}"
+
+    def cmd_reply(self, name: str) -> str:
+        return f"{self.root}/cmd/{name}/reply"
+
+    def svc_status(self, service: str) -> str:
+        return f"{self.root}/svc/{service}/status"
+
+    @property
+    def batch_events(self) -> str:
+        return f"{self.root}/events/batch"
+
+    def slot_of(self, topic: str) -> int | None:
+        """Slot number of a plc/read/N or plc/write/N topic, else None."""
+        head, _, tail = topic.rpartition("/")
+        if head in (f"{self.root}/plc/read", f"{self.root}/plc/write") and tail.isdigit():
+            return int(tail)
+        return None

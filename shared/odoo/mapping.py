@@ -1,0 +1,153 @@
+"""Pure mapping between Odoo MOs and PLC batches (odoo-scada-api.md §3.2, §4.4, §4.6; ARCHITECTURE §6).
+
+Odoo -> PLC: ``mo_to_batch`` picks, per component, the target of each dosing equipment (silo/tank) by its
+exact, case-sensitive equipment code. Components on any other equipment (the MO-level ``PLC01``, or none)
+are manual additions: kept in ``not_dosed`` for the record, never written to the PLC.
+
+PLC -> Odoo: ``consumption_payload`` builds the only body update-with-consumptions should get (§7.7).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from shared.odoo.models import Mo
+
+SUM_TOLERANCE = 0.005
+"""Relative tolerance for "components add up to the MO quantity" (0.5 %: the plant's BoMs are off by up to
+4 kg per 1000 kg, e.g. WH/MO/00012 sums to 1004)."""
+
+# Keys update-with-consumptions reads as something other than an equipment code (§4.6).
+TARGET_KEYS = ("product_qty", "quantity_to_produce", "qty_to_produce", "target_produksi", "target_production")
+FINISHED_KEYS = (
+    "quantity",
+    "finished_qty",
+    "qty_finished",
+    "qty_producing",
+    "weight_finished_goods",
+    "actual_weight_finished_goods",
+    "actual_weight_finished",
+    "actual_finished_qty",
+    "finished_goods_qty",
+)
+RESERVED_KEYS = frozenset({"mo_id", *TARGET_KEYS, *FINISHED_KEYS})
+# Keys that would be read as equipment codes and land in ``errors`` (§1.1, §4.6 trap).
+FORBIDDEN_CODES = frozenset({"context", "jsonrpc", "id", "method", "params", "timestamp", "equipment_id"})
+
+
+@dataclass(frozen=True)
+class NotDosed:
+    """A component the silos do not dose (other equipment or none): manual addition."""
+
+    product_name: str
+    quantity: float
+    equipment_code: str | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What the planner needs to write one PLC batch.
+
+    ``bom_name`` and ``finished_goods`` both carry the full product display name (the plant writes the product
+    name into the PLC's NO-BoM field too, not the BoM code). The PLC text fields hold 16 ASCII chars; cutting
+    (``"[10092] JF SAPOT 1B"`` -> ``"[10092] JF SAPOT"``) is the PLC encoder's job, so nothing is lost here.
+    """
+
+    mo_id: str
+    bom_name: str
+    finished_goods: str
+    quantity: float
+    targets: dict[str, float]
+    not_dosed: list[NotDosed] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    bom_id: int | None = None
+    bom_code: str | None = None
+
+
+def mo_to_batch(mo: Mo, dosing_codes: Iterable[str], *, sum_tolerance: float = SUM_TOLERANCE) -> Batch:
+    """Map one MO to a batch. ``dosing_codes`` come from the PLC memory map (``MemoryMap.equipment_codes``),
+    the one place that lists the silos and tanks. Targets are ``components_consumption[].to_consume`` per dosing code.
+
+    A code listed twice (§4.4: the same product can appear twice when a move's equipment differs from its BoM
+    line) is SUMMED: update-with-consumptions spreads one value over every move of that equipment (§4.6), so
+    Odoo treats the silo as one bucket and the PLC doses it once. A warning names the code so that an operator
+    can check the BoM. ``to_consume`` is the unscaled BoM qty (§4.4 trap): when the components do not add up to
+    the MO quantity (an MO scaled away from its BoM, or a sloppy BoM) a warning says so; nothing is rescaled.
+    """
+    codes = set(dosing_codes)
+    targets: dict[str, float] = {}
+    not_dosed: list[NotDosed] = []
+    warnings: list[str] = []
+    total = 0.0
+    for comp in mo.components_consumption:
+        code = comp.equipment.code if comp.equipment is not None else None
+        total += comp.to_consume
+        if code is None or code not in codes:
+            not_dosed.append(NotDosed(comp.product_name, comp.to_consume, code))
+            continue
+        if comp.to_consume <= 0:
+            warnings.append(
+                f"{code}: target {comp.to_consume} for {comp.product_name!r} is not positive; not dosed"
+            )
+            continue
+        if code in targets:
+            warnings.append(
+                f"{code}: listed more than once (also {comp.product_name!r}); targets summed to "
+                f"{targets[code] + comp.to_consume:g}"
+            )
+            targets[code] = round(targets[code] + comp.to_consume, 6)
+        else:
+            targets[code] = comp.to_consume
+    if mo.quantity <= 0:
+        warnings.append(f"MO quantity {mo.quantity} is not positive")
+    elif abs(total - mo.quantity) > sum_tolerance * mo.quantity:
+        warnings.append(
+            f"components add up to {total:g} but the MO quantity is {mo.quantity:g} "
+            "(to_consume is the unscaled BoM qty; the MO may be scaled)"
+        )
+    if not targets:
+        warnings.append("no component is on a dosing equipment")
+    return Batch(
+        mo_id=mo.mo_id,
+        bom_name=mo.product_name,
+        finished_goods=mo.product_name,
+        quantity=mo.quantity,
+        targets=targets,
+        not_dosed=not_dosed,
+        warnings=warnings,
+        bom_id=mo.bom_id,
+        bom_code=mo.bom_code,
+    )
+
+
+def _check_number(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: not a finite number: {value!r}")
+    return float(value)
+
+
+def consumption_payload(mo_id: str, finished_qty: float | None, actuals: Mapping[str, float]) -> dict[str, object]:
+    """Body for update-with-consumptions: ``mo_id``, ``quantity`` if > 0, and each equipment code whose actual
+    is > 0 (§7.7). Zero is never sent: for ``quantity`` it rejects the whole call, for a silo it is ignored
+    anyway (a SET cannot reset to 0). Values are rounded to 0.01 kg, the PLC's resolution.
+
+    Raises ValueError for a code Odoo would read as something else (``quantity``, ``context``...).
+    """
+    if not isinstance(mo_id, str) or not mo_id:
+        raise ValueError("mo_id must be a non-empty MO name (update-with-consumptions looks MOs up by name)")
+    payload: dict[str, object] = {"mo_id": mo_id}
+    if finished_qty is not None and _check_number("quantity", finished_qty) > 0:
+        payload["quantity"] = round(float(finished_qty), 2)
+    for code, value in actuals.items():
+        if not isinstance(code, str) or not code:
+            raise ValueError(f"equipment code must be a non-empty string, got {code!r}")
+        if code in RESERVED_KEYS or code in FORBIDDEN_CODES:
+            raise ValueError(f"{code!r} cannot be an equipment code: Odoo reads that key differently")
+        qty = round(_check_number(code, value), 2)
+        if qty > 0:
+            payload[code] = qty
+    return payload

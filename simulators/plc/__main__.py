@@ -1,0 +1,123 @@
+"""``plc-sim``: a CJ2M on FINS/UDP running the plant's handshakes, until SIGTERM/SIGINT.
+
+Prints one line `READY udp=<port> control=<port|->` on stdout once both ports listen (port 0 = ephemeral).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from simulators.plc.faults import Faults
+from simulators.plc.program import ProgramConfig
+from simulators.plc.server import SimConfig, start_simulator
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability (0..1)")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be > 0")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="plc-sim", description="Omron CJ2M FINS/UDP simulator running the plant program"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9600, help="UDP port (0 = ephemeral)")
+    p.add_argument("--node", type=int, default=1, help="our FINS node; frames to node 0 are accepted too")
+    p.add_argument("--slots", type=int, default=None, help="active slots (default: the map's active_slots)")
+    p.add_argument("--speed", type=_positive, default=1.0, help="time factor for dosing and random failures")
+    p.add_argument("--map", type=Path, default=None, help="memory map YAML (default: the plant's)")
+    p.add_argument("--batch-seconds", type=_positive, default=60.0, help="dosing time of one batch at speed 1")
+    p.add_argument("--noise", type=_non_negative, default=0.5, help="max |actual - target| kg per silo")
+    p.add_argument("--failure-rate", type=_non_negative, default=0.0, help="random equipment failures per hour")
+    p.add_argument("--op-failure-rate", type=_probability, default=0.0, help="probability a batch fails mid-way")
+    p.add_argument("--control-port", type=int, default=None, help="HTTP control API on localhost (0 = ephemeral)")
+    p.add_argument("--drop", type=_probability, default=0.0, help="probability a request is lost")
+    p.add_argument("--drop-reply", type=_probability, default=0.0, help="probability a reply is lost")
+    p.add_argument("--duplicate", type=_probability, default=0.0, help="probability a reply is sent twice")
+    p.add_argument("--delay-ms", type=_non_negative, default=0.0, help="delay of every reply")
+    p.add_argument("--wrong-sid", type=_probability, default=0.0, help="probability a reply carries a wrong SID")
+    p.add_argument("--armed", action=argparse.BooleanOptionalAction, default=True, help="start with W = 1")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    return SimConfig(
+        host=args.host,
+        port=args.port,
+        node=args.node,
+        slots=args.slots,
+        map_path=args.map,
+        program=ProgramConfig(
+            batch_seconds=args.batch_seconds,
+            speed=args.speed,
+            noise_kg=args.noise,
+            failure_rate_per_hour=args.failure_rate,
+            op_failure_rate=args.op_failure_rate,
+        ),
+        faults=Faults(
+            drop=args.drop,
+            drop_reply=args.drop_reply,
+            duplicate=args.duplicate,
+            delay_ms=args.delay_ms,
+            wrong_sid=args.wrong_sid,
+        ),
+        control_port=args.control_port,
+        armed=args.armed,
+        seed=args.seed,
+    )
+
+
+async def _serve(config: SimConfig) -> None:
+    sim = await start_simulator(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    control = sim.control_port if sim.control_port is not None else "-"
+    print(f"READY udp={sim.port} control={control}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await sim.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
+    try:
+        config = config_from_args(args)
+        asyncio.run(_serve(config))
+    except (ValueError, OSError) as exc:
+        print(f"plc-sim: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

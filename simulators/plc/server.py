@@ -1,0 +1,336 @@
+"""The simulated PLC: FINS/UDP port with fault injection, the PLC program's scan loop, the control API.
+
+In-process use (tests, benchmarks): `await start_simulator(...)` on a running loop, or `run_in_thread(...)`,
+which runs the simulator's own event loop in a daemon thread and returns a handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shared.fins import frames
+from shared.fins.errors import FinsProtocolError
+from shared.plc.memory_map import MemoryMap, load_memory_map
+from simulators.plc.faults import Faults
+from simulators.plc.fins_handler import CommandHandler, Result
+from simulators.plc.memory import DataMemory
+from simulators.plc.program import PlcProgram, ProgramConfig
+
+log = logging.getLogger("plc_sim")
+T = TypeVar("T")
+
+
+@dataclass
+class SimConfig:
+    host: str = "127.0.0.1"
+    port: int = 9600  # 0 = ephemeral (read `Simulator.port`)
+    node: int = 1
+    slots: int | None = None  # overrides the map's active_slots
+    map_path: Path | None = None
+    program: ProgramConfig = field(default_factory=ProgramConfig)
+    faults: Faults = field(default_factory=Faults)
+    control_host: str = "127.0.0.1"
+    control_port: int | None = None  # None = no control server, 0 = ephemeral
+    armed: bool = True
+    seed: int | None = None
+    scan_ms: float = 10.0
+
+
+@dataclass
+class FinsCounters:
+    datagrams: int = 0
+    requests: int = 0  # well-formed commands for our node
+    replies: int = 0  # datagrams sent (duplicates included)
+    error_replies: int = 0
+    malformed: int = 0
+    wrong_node: int = 0
+    dropped_requests: int = 0
+    dropped_replies: int = 0
+    duplicates: int = 0
+    wrong_sid: int = 0
+    forced_end_codes: int = 0
+
+
+def _load_map(config: SimConfig) -> MemoryMap:
+    m = load_memory_map(config.map_path)
+    if config.slots is not None and config.slots != m.active_slots:
+        capacity = min(m.areas["read_slot"].slot_capacity, m.areas["write_slot"].slot_capacity)
+        if not 1 <= config.slots <= capacity:
+            raise ValueError(f"--slots {config.slots} outside 1..{capacity}")
+        m = m.model_copy(update={"active_slots": config.slots})
+    return m
+
+
+class _FinsPort(asyncio.DatagramProtocol):
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.sim.on_datagram(data, (str(addr[0]), int(addr[1])))
+
+
+class Simulator:
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.map = _load_map(config)
+        seed = config.seed
+        self.memory = DataMemory()
+        self.faults = config.faults
+        self.counters = FinsCounters()
+        self.handler = CommandHandler(self.memory)
+        self.program = PlcProgram(self.memory, self.map, config.program, random.Random(seed))
+        self._fault_rng = random.Random(None if seed is None else seed + 1)
+        self._transport: asyncio.DatagramTransport | None = None
+        self._scan_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._control: Any = None
+        if config.armed:
+            self.program.arm()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        transport, _ = await self._loop.create_datagram_endpoint(
+            lambda: _FinsPort(self), local_addr=(self.config.host, self.config.port)
+        )
+        self._transport = transport
+        self._scan_task = asyncio.create_task(self._scan_loop(), name="plc-sim-scan")
+        if self.config.control_port is not None:
+            from simulators.plc.control import ControlServer
+
+            self._control = ControlServer(self, self.config.control_host, self.config.control_port)
+            self._control.start()
+        log.info("PLC simulator listening", extra={"port": self.port, "node": self.config.node})
+
+    async def stop(self) -> None:
+        if self._control is not None:
+            self._control.stop()
+            self._control = None
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scan_task
+            self._scan_task = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    @property
+    def port(self) -> int:
+        assert self._transport is not None, "simulator not started"
+        return int(self._transport.get_extra_info("sockname")[1])
+
+    @property
+    def control_port(self) -> int | None:
+        return None if self._control is None else int(self._control.port)
+
+    @property
+    def control_url(self) -> str | None:
+        port = self.control_port
+        return None if port is None else f"http://{self.config.control_host}:{port}"
+
+    def run_on_loop(self, fn: Callable[[], T], timeout: float = 5.0) -> T:
+        """Run `fn` on the simulator's loop from another thread: all state stays single-threaded."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("simulator not started")
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def job() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        loop.call_soon_threadsafe(job)
+        return fut.result(timeout)
+
+    # ------------------------------------------------------------------ the scan
+
+    async def _scan_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(self.config.scan_ms / 1000)
+            now = loop.time()
+            dt, last = now - last, now
+            if self.faults.program_mode:
+                continue  # PROGRAM mode: the ladder does not run
+            try:
+                self.program.scan(dt)
+            except Exception:  # a bug in one scan must not stop the PLC
+                log.exception("PLC program scan failed")
+
+    # ------------------------------------------------------------------ the FINS port
+
+    def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        c = self.counters
+        c.datagrams += 1
+        try:
+            header, command, params = frames.parse_command(data)
+        except FinsProtocolError:
+            c.malformed += 1
+            return
+        if header.da1 not in (0, self.config.node):
+            c.wrong_node += 1
+            return
+        rng, faults = self._fault_rng, self.faults
+        if faults.drop and rng.random() < faults.drop:
+            c.dropped_requests += 1
+            return
+        c.requests += 1
+        forced = faults.take_end_code()
+        if forced is not None:
+            c.forced_end_codes += 1
+            result = Result(forced)
+        else:
+            result = self.handler.execute(
+                command, params, program_mode=faults.program_mode, on_write=self.program.on_fins_write
+            )
+        if result.end_code & 0x7F3F:
+            c.error_replies += 1
+        if not header.wants_response:
+            return
+        if faults.drop_reply and rng.random() < faults.drop_reply:
+            c.dropped_replies += 1
+            return
+        reply_header = header.reply_header(self.config.node)
+        reply_data = result.data
+        if faults.wrong_sid and rng.random() < faults.wrong_sid:
+            c.wrong_sid += 1
+            wrong = (header.sid + rng.randint(1, 255)) % 256
+            reply_header = replace(reply_header, sid=wrong)
+            reply_data = bytes(b ^ 0x5A for b in reply_data)  # never the right data under a wrong SID
+        reply = frames.encode_reply(reply_header, command, result.end_code, reply_data)
+        copies = 1
+        if faults.duplicate and rng.random() < faults.duplicate:
+            c.duplicates += 1
+            copies = 2
+        for _ in range(copies):
+            if faults.delay_ms > 0 and self._loop is not None:
+                self._loop.call_later(faults.delay_ms / 1000, self._send, reply, addr)
+            else:
+                self._send(reply, addr)
+
+    def _send(self, reply: bytes, addr: tuple[str, int]) -> None:
+        if self._transport is not None:
+            self._transport.sendto(reply, addr)
+            self.counters.replies += 1
+
+    # ------------------------------------------------------------------ control operations (loop thread)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "node": self.config.node,
+            "port": self.port,
+            "mode": "PROGRAM" if self.faults.program_mode else "RUN",
+            "map_version": self.map.version,
+            "active_slots": self.map.active_slots,
+            **self.program.state(),
+            "fins": asdict(self.counters),
+            "faults": self.faults.as_dict(),
+        }
+
+    def write_words(self, address: int, words: list[int]) -> None:
+        """Plant words directly (tests): bypasses FINS and the program's write checks."""
+        self.memory.write(address, words)
+
+    def reboot(self, armed: bool = False) -> None:
+        self.program.reboot(armed)
+
+
+async def start_simulator(config: SimConfig | None = None, **overrides: Any) -> Simulator:
+    """Start on the running loop. `overrides` set SimConfig fields (e.g. port=0, seed=1)."""
+    cfg = config or SimConfig()
+    for name, value in overrides.items():
+        if not hasattr(cfg, name):
+            raise TypeError(f"unknown simulator setting {name!r}")
+        setattr(cfg, name, value)
+    sim = Simulator(cfg)
+    await sim.start()
+    return sim
+
+
+class SimHandle:
+    """A simulator running in its own thread and event loop. Every helper is thread-safe."""
+
+    def __init__(self, sim: Simulator, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+        self.sim = sim
+        self.loop = loop
+        self.thread = thread
+        self.port = sim.port
+        self.host = sim.config.host
+        self.node = sim.config.node
+        self.control_url = sim.control_url
+
+    def call(self, fn: Callable[[], T]) -> T:
+        return self.sim.run_on_loop(fn)
+
+    def read_memory(self, address: int, count: int) -> list[int]:
+        return self.call(lambda: self.sim.memory.read(address, count))
+
+    def write_memory(self, address: int, words: list[int]) -> None:
+        self.call(lambda: self.sim.write_words(address, words))
+
+    def set_faults(self, **values: Any) -> dict[str, Any]:
+        def apply() -> dict[str, Any]:
+            self.sim.faults.update(values)
+            return self.sim.faults.as_dict()
+
+        return self.call(apply)
+
+    def clear_faults(self) -> None:
+        self.call(lambda: self.sim.faults.update(asdict(Faults())))
+
+    def state(self) -> dict[str, Any]:
+        return self.call(self.sim.state)
+
+    def trigger_failure(self, equipment: str | None = None, description: str | None = None) -> None:
+        self.call(lambda: self.sim.program.trigger_failure(equipment, description))
+
+    def reboot(self, armed: bool = False) -> None:
+        self.call(lambda: self.sim.reboot(armed))
+
+    def stop(self) -> None:
+        if not self.thread.is_alive():
+            return
+        fut = asyncio.run_coroutine_threadsafe(self.sim.stop(), self.loop)
+        fut.result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def run_in_thread(config: SimConfig | None = None, **overrides: Any) -> SimHandle:
+    """Start a simulator in a daemon thread (default: ephemeral UDP port, no control server unless asked)."""
+    cfg = config or SimConfig(port=0)
+    loop = asyncio.new_event_loop()
+    started: concurrent.futures.Future[Simulator] = concurrent.futures.Future()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            sim = loop.run_until_complete(start_simulator(cfg, **overrides))
+        except BaseException as exc:
+            started.set_exception(exc)
+            loop.close()
+            return
+        started.set_result(sim)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="plc-sim", daemon=True)
+    thread.start()
+    sim = started.result(10)
+    return SimHandle(sim, loop, thread)

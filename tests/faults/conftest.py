@@ -1,0 +1,368 @@
+"""Fault-injection harness: the whole system as separate processes, a seeded fault plan, and the checks of
+ARCHITECTURE section 8 read back from PostgreSQL, the Odoo simulator, the PLC simulator and MQTT.
+
+Replay a failing scenario with the seed printed in its output / assertion message:
+    FAULT_SEED=1234 .venv/bin/pytest tests/faults -k <scenario>
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import random
+import re
+import subprocess
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import tests.support.system as system_module
+from tests.support.servers import _pg_bin, free_port
+from tests.support.system import System
+
+# Dosed equipment -> mo_histories column suffix (the seed's column names).
+ACTUAL_SUFFIX = {
+    **{f"silo{101 + i}": f"silo_{chr(ord('a') + i)}" for i in range(13)},
+    "lq114": "lq_tetes",
+    "lq115": "lq_fml",
+}
+SERVICES = ("plc_gateway", "mo_planner", "odoo_sync", "failure_monitor")
+
+
+# ---------------------------------------------------------------- seeds
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """FAULT_SEED replays a run; otherwise a fresh seed per test, printed so a failure can be replayed."""
+    value = int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(1, 2**31))
+    print(f"seed={value} ({request.node.name}); replay: FAULT_SEED={value} pytest '{request.node.nodeid}'")
+    return value
+
+
+# ---------------------------------------------------------------- a private PostgreSQL we may restart
+
+
+class PgCluster:
+    """Our own initdb cluster (own data dir and port): restarting it never touches the machine's server."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="pg-faults-"))
+        self.port = free_port()
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses root: run the cluster as nobody
+            os.chown(self.dir, 65534, 65534)
+            self.run_as = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        self._run(_pg_bin("initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "-A", "trust")
+        self.start()
+        self.admin = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self.run_as, *args], check=True, capture_output=True, timeout=60)
+
+    def _ctl(self, *args: str) -> None:
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        log = str(self.dir / "log")
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-l", log, "-w", "-o", opts, *args)
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "stop")
+
+    def restart(self, down_s: float = 0.0, mode: str = "fast") -> None:
+        """Stop (fast = every connection is cut, immediate = crash-like), stay down, start again."""
+        self.stop(mode)
+        time.sleep(down_s)
+        self.start()
+
+    @contextlib.contextmanager
+    def fresh_database(self, prefix: str = "t") -> Iterator[str]:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        engine = sa.create_engine(self.admin, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        yield self.admin.rsplit("/", 1)[0] + f"/{name}"
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError):
+            self.stop("immediate")
+        subprocess.run(["rm", "-rf", str(self.dir)], check=False)
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[PgCluster]:
+    cluster = PgCluster()
+    yield cluster
+    cluster.destroy()
+
+
+# ---------------------------------------------------------------- the system under faults
+
+
+@dataclass
+class Plan:
+    """What a scenario expects once its faults have cleared."""
+
+    seed: int
+    mos: int
+    failures: int = 0
+    allow_attention: frozenset[str] = frozenset()  # MO ids allowed to end in attention (e.g. PLC reboot)
+    notes: list[str] = field(default_factory=list)
+
+
+def start_system(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    mos: int,
+    cluster: PgCluster | None = None,
+    batch_seconds: float = 0.5,
+    sim_args: list[str] | None = None,
+    odoo_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> System:
+    """System with exactly `mos` confirmed MOs in Odoo (no recorded seed: nothing else to dose)."""
+    if cluster is not None:
+        monkeypatch.setattr(system_module, "fresh_database", cluster.fresh_database)
+    s = System(
+        tmp_path,
+        batch_seconds=batch_seconds,
+        extra_mos=mos,
+        sim_args=sim_args,
+        odoo_args=["--seed", "none", *(odoo_args or [])],
+        env={"COMMAND_TIMEOUT_S": "2", "ODOO_CONNECT_TIMEOUT": "1", "ODOO_READ_TIMEOUT": "3", **(env or {})},
+    )
+    try:
+        s.wait_healthy(60)
+    except BaseException:
+        s.stop()
+        raise
+    return s
+
+
+@pytest.fixture
+def systems() -> Iterator[list[System]]:
+    """Collects the systems a test starts; stops them whatever happens."""
+    started: list[System] = []
+    yield started
+    for s in started:
+        s.stop()
+
+
+def post_failure(s: System, n: int) -> None:
+    """A distinct equipment failure (distinct equipment code = distinct event_id)."""
+    codes = list(ACTUAL_SUFFIX)
+    s.plc("POST", "/failure", {"equipment": codes[n % len(codes)], "description": f"FAULT_TEST_{n}"})
+
+
+def restart_later(s: System, name: str, rng: random.Random, lo: float = 0.1, hi: float = 1.2) -> None:
+    s.procs[name].kill9()
+    time.sleep(rng.uniform(lo, hi))
+    s.start_service(name)
+
+
+def drive(
+    s: System,
+    plan: Plan,
+    *,
+    budget_s: float,
+    step: Callable[[float], None] | None = None,
+    failure_every: float = 1.5,
+) -> None:
+    """Run until every MO is archived and every failure is posted; `step(elapsed)` injects faults."""
+    start = time.monotonic()
+    posted = 0
+    next_failure = start + 0.5
+    while True:
+        elapsed = time.monotonic() - start
+        if posted < plan.failures and time.monotonic() >= next_failure:
+            post_failure(s, posted)
+            posted += 1
+            next_failure = time.monotonic() + failure_every
+        if step is not None:
+            step(elapsed)
+        if posted == plan.failures and archived_count(s) >= plan.mos:
+            return
+        if elapsed > budget_s:
+            return  # the drain check below reports what is stuck
+        time.sleep(0.1)
+
+
+def archived_count(s: System) -> int:
+    try:
+        return int(s.sql("SELECT count(DISTINCT mo_id) FROM mo_histories")[0][0])
+    except sa.exc.OperationalError:
+        return 0
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _stuck_report(s: System) -> str:
+    rows = s.sql("SELECT mo_id, state, slot, last_error FROM mo_batch ORDER BY id")
+    fails = s.sql("SELECT event_id, equipment_code, acked_at, reported_at, last_error FROM equipment_failure")
+    return f"mo_batch={rows}\nfailures={fails}\nplc={s.plc_state()}"
+
+
+def wait_drained(s: System, plan: Plan, timeout: float = 60.0) -> None:
+    """Nothing stuck: once the faults are gone every MO and failure reaches its end within `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            left = s.sql("SELECT mo_id, state FROM mo_batch")
+            archived = archived_count(s)
+            fails = s.sql(
+                "SELECT count(*) FILTER (WHERE acked_at IS NULL OR reported_at IS NULL), count(*) "
+                "FROM equipment_failure"
+            )[0]
+            plc = s.plc_state()
+        except (sa.exc.OperationalError, OSError) as exc:
+            last = str(exc)
+            time.sleep(0.5)
+            continue
+        batches_done = all(state == "attention" and mo in plan.allow_attention for mo, state in left)
+        all_seen = archived + len(left) >= plan.mos
+        fails_done = fails[0] == 0 and fails[1] >= plan.failures
+        plc_done = plc["failures"]["queued"] == 0 and not plc["failures"]["waiting"]
+        plc_idle = all(slot["phase"] in ("idle", "acked") for slot in plc["slots"]) or bool(left)
+        if batches_done and all_seen and fails_done and plc_done and plc_idle:
+            return
+        last = f"archived={archived} left={left} failures(open,total)={tuple(fails)} plc={plc}"
+        if fails[0]:
+            last += f"\nopen failures: {_stuck_report(s)}"
+        time.sleep(0.3)
+    raise AssertionError(f"seed={plan.seed}: work did not drain within {timeout}s: {last}\n{s.logs()}")
+
+
+def plc_latches(s: System) -> Counter[str]:
+    """How often the PLC latched (started) each MO, from plc-sim's own log."""
+    return Counter(re.findall(r"latched (\S+), dosing", s.procs["plc-sim"].log()))
+
+
+def finished_snapshots(s: System) -> dict[str, dict[str, Any]]:
+    """The PLC's final values per MO as the independent MQTT watcher saw them (status_manufacturing = 1)."""
+    finals: dict[str, dict[str, Any]] = {}
+    for _, topic, body, _ in list(s.watch.messages):
+        if body is None or "/plc/read/" not in topic or not body.get("valid") or body.get("empty"):
+            continue
+        f = body.get("fields") or {}
+        if f.get("status_manufacturing") == 1 or f.get("status_operation") == 1:
+            prev = finals.get(f["mo_id"])
+            assert prev is None or (prev["consumption"], prev["weight_finished_good"]) == (
+                f["consumption"],
+                f["weight_finished_good"],
+            ), f"the PLC's final values of {f['mo_id']} changed after the end: {prev} -> {f}"
+            finals[f["mo_id"]] = f
+    return finals
+
+
+def check_invariants(s: System, plan: Plan) -> dict[str, Any]:
+    """ARCHITECTURE 8, read back from every side. Returns a summary for the report."""
+    tag = f"seed={plan.seed}"
+    plc = s.plc_state()
+    odoo = s.odoo_state()
+    odoo_mos = {m["mo_id"]: m for m in odoo["mos"]}
+
+    # --- archived exactly once, never both completed and queued again
+    hist = s.sql("SELECT mo_id, status, count(*) FROM mo_histories GROUP BY mo_id, status")
+    per_mo = Counter(mo for mo, _, _ in hist)
+    assert all(n == 1 for _, _, n in hist) and all(n == 1 for n in per_mo.values()), (
+        f"{tag}: archived twice {hist}"
+    )
+    leftover = {mo for (mo,) in s.sql("SELECT mo_id FROM mo_batch")}
+    assert not leftover & set(per_mo), f"{tag}: MO both archived and still in mo_batch: {leftover & set(per_mo)}"
+
+    # --- every completed MO: in Odoo with exactly the PLC's final values
+    finals = finished_snapshots(s)
+    completed = s.sql("SELECT * FROM mo_histories WHERE status = 'completed'")
+    for row in completed:
+        r = row._mapping
+        mo = odoo_mos[r["mo_id"]]
+        assert r["update_odoo"] is True, f"{tag}: {r['mo_id']} archived completed without Odoo confirmation"
+        plc_final = finals.get(r["mo_id"])
+        assert plc_final is not None, f"{tag}: {r['mo_id']} archived but the PLC never showed it finished"
+        assert plc_final["status_manufacturing"] == 1, f"{tag}: {r['mo_id']} completed but the PLC failed it"
+        for code, kg in plc_final["consumption"].items():
+            db_kg = r[f"actual_consumption_{ACTUAL_SUFFIX[code]}"]
+            assert float(db_kg or 0) == pytest.approx(kg, abs=0.005), (
+                f"{tag}: {r['mo_id']} {code} DB {db_kg} PLC {kg}"
+            )
+            if kg > 0:
+                got = mo["consumption"].get(code)
+                assert got == pytest.approx(kg, abs=0.005), f"{tag}: {r['mo_id']} {code} Odoo {got} PLC {kg}"
+        weight = plc_final["weight_finished_good"]
+        assert mo["qty_producing"] == pytest.approx(weight, abs=0.005), (
+            f"{tag}: {r['mo_id']} Odoo qty_producing {mo['qty_producing']} != PLC finished weight {weight}"
+        )
+    cancelled = [m for m, st, _ in hist if st == "cancelled"]
+    for mo_id in cancelled:
+        assert odoo_mos[mo_id]["state"] == "cancel", f"{tag}: {mo_id} archived cancelled, Odoo says otherwise"
+        assert finals.get(mo_id, {}).get("status_operation") == 1, (
+            f"{tag}: {mo_id} cancelled but PLC did not fail it"
+        )
+    # Every batch the PLC ended is stored: nothing finished on the PLC was lost.
+    lost = set(finals) - set(per_mo) - leftover
+    assert not lost, f"{tag}: the PLC ended {lost} but the database has no trace of it"
+
+    # --- written to the PLC at most once per queueing; no slot overwritten before taken
+    written = Counter(
+        dict(s.sql("SELECT mo_id, count(*) FROM audit_event WHERE to_state='written' GROUP BY mo_id"))
+    )
+    queued = Counter(dict(s.sql("SELECT mo_id, count(*) FROM audit_event WHERE action='queued' GROUP BY mo_id")))
+    twice = {mo: n for mo, n in written.items() if n > queued[mo]}
+    assert not twice, f"{tag}: written more often than queued: {twice}"
+    latches = plc_latches(s)
+    dosed_twice = {mo: n for mo, n in latches.items() if n > queued[mo]}
+    assert not dosed_twice, f"{tag}: the PLC ran an MO more often than it was queued: {dosed_twice}"
+    unknown = set(latches) - set(queued)
+    assert not unknown, f"{tag}: the PLC ran MOs nobody queued: {unknown}"
+    started = sum(slot["batches_started"] for slot in plc["slots"])
+    assert started == sum(latches.values()), f"{tag}: batches_started {started} != latches {latches}"
+    for slot in plc["slots"]:
+        assert slot["violations"] == 0, f"{tag}: slot {slot['slot']} overwritten before the PLC took it: {slot}"
+        assert slot["invalid_commands"] == 0, f"{tag}: the gateway wrote an invalid command: {slot}"
+
+    # --- no acknowledgement before durable storage (audit order) and acks only of ended batches
+    ack_rows = s.sql(
+        "SELECT a.mo_id, min(a.at), (SELECT min(t.at) FROM audit_event t WHERE t.mo_id = a.mo_id "
+        "AND t.to_state IN ('finished', 'failed')) FROM audit_event a WHERE a.action = 'ack_slot' GROUP BY a.mo_id"
+    )
+    for mo_id, acked, stored in ack_rows:
+        assert stored is not None and stored <= acked, f"{tag}: {mo_id} acked at {acked} before stored at {stored}"
+    acked_on_plc = sum(slot["batches_acked"] for slot in plc["slots"])
+    ended = len(per_mo) + sum(1 for _ in s.sql("SELECT 1 FROM mo_batch WHERE finished_at IS NOT NULL"))
+    assert acked_on_plc <= ended, f"{tag}: the PLC saw {acked_on_plc} acks, only {ended} ended batches stored"
+
+    # --- failures: stored once, acked after storage, reported to Odoo exactly once
+    rows = s.sql("SELECT event_id, equipment_code, plc_time_utc, received_at, acked_at FROM equipment_failure")
+    assert len(rows) == plc["failures"]["posted"] == plan.failures, (
+        f"{tag}: PLC posted {plc['failures']['posted']}, stored {len(rows)}, planned {plan.failures}"
+    )
+    assert plc["failures"]["acked"] <= len(rows), f"{tag}: more failures acked than stored"
+    odoo_failures = odoo["failures"]
+    for r in rows:
+        assert r.acked_at is not None and r.acked_at >= r.received_at, f"{tag}: {r.event_id} acked before stored"
+        date = r.plc_time_utc.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        same = [o for o in odoo_failures if o["equipment_code"] == r.equipment_code and o["date"] == date]
+        assert len(same) == 1, f"{tag}: failure {r.event_id} ({r.equipment_code} {date}) in Odoo {len(same)}x"
+    assert len(odoo_failures) == len(rows), f"{tag}: Odoo holds {len(odoo_failures)} failures, DB {len(rows)}"
+    return {
+        "completed": len(completed),
+        "cancelled": len(cancelled),
+        "attention": sorted(leftover),
+        "failures": len(rows),
+        "batches_started": started,
+    }

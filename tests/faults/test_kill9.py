@@ -1,0 +1,69 @@
+"""kill -9 of each service at seeded random moments while 12 MOs run (batch 0.5 s) and failures are posted.
+
+Odoo answers every report call late (latency fault) so a kill of odoo_sync / failure_monitor often lands
+between the Odoo call and the commit that archives / marks the report; kills of mo_planner land between
+store and ack, of plc_gateway between write and reply. Afterwards every guarantee of ARCHITECTURE 8 holds.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.conftest import (
+    SERVICES,
+    Plan,
+    check_invariants,
+    drive,
+    restart_later,
+    start_system,
+    wait_drained,
+)
+from tests.support.system import System
+
+MOS = 12
+
+
+@pytest.mark.parametrize("victim", SERVICES)
+def test_kill9_service_at_random_moments(
+    victim: str, seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, systems: list[System]
+) -> None:
+    rng = random.Random(seed)
+    s = start_system(tmp_path, monkeypatch, mos=MOS, batch_seconds=rng.uniform(0.4, 0.8))
+    systems.append(s)
+    # Widen the windows: every Odoo write takes a while (the request is still processed).
+    for route in ("/api/scada/mo/update-with-consumptions", "/api/scada/equipment-failure"):
+        s.odoo("POST", "/_sim/faults", {"kind": "latency", "route": route, "method": "POST",
+                                        "seconds": 0.3, "times": None})  # fmt: skip
+    plan = Plan(seed, MOS, failures=4)
+    kills: list[float] = []
+    next_kill = [rng.uniform(0.5, 2.0)]
+    # Half of the kills are aimed at the victim's critical window (seeded delay into it), half are random.
+    window_sql = {
+        "mo_planner": "SELECT 1 FROM mo_batch WHERE state IN ('finished', 'failed') AND acked_at IS NULL",
+        "odoo_sync": "SELECT 1 FROM mo_batch WHERE state = 'finished'",
+        "failure_monitor": "SELECT 1 FROM equipment_failure WHERE acked_at IS NULL OR reported_at IS NULL",
+        "plc_gateway": "SELECT 1 FROM mo_batch WHERE state = 'queued' AND slot IS NOT NULL",
+    }[victim]
+
+    def step(elapsed: float) -> None:
+        if elapsed < next_kill[0] or len(kills) >= 6:
+            return
+        if len(kills) % 2 == 1:
+            if not s.sql(window_sql) and elapsed < next_kill[0] + 1.5:
+                return  # wait (a while) for the window to open; a narrow one may never be seen by polling
+            time.sleep(rng.uniform(0.0, 0.25))
+        kills.append(round(elapsed, 2))
+        restart_later(s, victim, rng)
+        next_kill[0] = elapsed + rng.uniform(0.8, 2.5)
+
+    drive(s, plan, budget_s=90, step=step, failure_every=rng.uniform(1.0, 2.5))
+    s.odoo("DELETE", "/_sim/faults")
+    wait_drained(s, plan, timeout=60)
+    summary = check_invariants(s, plan)
+    print(f"seed={seed} victim={victim} kills_at={kills} {summary}")
+    assert len(kills) >= 3, f"seed={seed}: the run ended before enough kills ({kills})"
+    assert summary["completed"] + summary["cancelled"] == MOS, f"seed={seed}: {summary}"

@@ -1,0 +1,93 @@
+"""failure_monitor with the whole system running: an event is stored once however often it is delivered,
+acknowledged to the PLC only after it is stored, and reported to Odoo exactly once across outages and lost
+replies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.plc.memory_map import load_memory_map
+from tests.support.procs import wait_until
+from tests.support.system import ROOT, System
+
+FLAG = load_memory_map().flag_address("failure")
+
+
+@pytest.fixture
+def idle(tmp_path: Path) -> Iterator[System]:
+    s = System(tmp_path, extra_mos=0, odoo_args=["--seed", "none"], env={"REPORT_RETRY_S": "0.3"})
+    s.wait_healthy()
+    yield s
+    s.stop()
+
+
+def flag(s: System) -> int:
+    return int(s.plc("GET", f"/memory?address={FLAG}&count=1")["words"][0])
+
+
+def test_event_is_stored_once_acked_after_storage_and_reported_once(idle: System) -> None:
+    idle.odoo("POST", "/_sim/faults", {"kind": "http_error", "status": 502, "times": None})  # Odoo is down
+    start = idle.watch.mark()
+    idle.plc("POST", "/failure", {"equipment": "silo107", "description": "LEVEL_LOW"})
+    _, pending = idle.watch.wait_for(
+        lambda t, b: t == f"{ROOT}/plc/failure" and b.get("pending") is True, 10, since=start
+    )
+    wait_until(lambda: flag(idle) == 1, 10, what="D8022 acked")
+    rows = idle.sql("SELECT event_id, received_at, acked_at, reported_at FROM equipment_failure")
+    assert len(rows) == 1 and rows[0].event_id == pending["event_id"]
+    assert rows[0].acked_at is not None and rows[0].acked_at >= rows[0].received_at
+    assert rows[0].reported_at is None  # Odoo is down: stored and acked, the report waits
+
+    # The same event delivered again (a retained replay, a reconnect): still one row, no new Odoo record.
+    for _ in range(3):
+        idle.watch.publish(f"{ROOT}/plc/failure", pending)
+    time.sleep(1.0)
+    assert len(idle.sql("SELECT 1 FROM equipment_failure")) == 1
+    assert idle.odoo_state()["failures"] == []
+    attempts = idle.sql("SELECT report_attempts FROM equipment_failure")[0][0]
+    assert attempts >= 1
+
+    # Odoo is back but the first reply is lost after the record was created: the worker looks before re-posting.
+    idle.odoo("DELETE", "/_sim/faults")
+    idle.odoo(
+        "POST",
+        "/_sim/faults",
+        {"kind": "drop", "when": "after", "route": "/api/scada/equipment-failure", "method": "POST", "times": 1},
+    )
+    wait_until(
+        lambda: idle.sql("SELECT reported_at FROM equipment_failure")[0][0] is not None,
+        30,
+        what="failure reported",
+    )
+    records = idle.odoo_state()["failures"]
+    assert len(records) == 1 and records[0]["equipment_code"] == "silo107"
+    assert idle.sql("SELECT odoo_record_id FROM equipment_failure")[0][0] == records[0]["id"]
+
+
+def test_garbage_failure_snapshots_are_never_stored(idle: System) -> None:
+    bogus = [
+        {"valid": False, "pending": True, "event_id": "ab", "fields": {}, "errors": ["year: 0x20A6 is not BCD"]},
+        {"valid": True, "pending": True, "event_id": "ab", "fields": {"event_id": "cd"}},
+        {
+            "valid": True,
+            "pending": True,
+            "event_id": "ab",
+            "fields": {
+                "event_id": "ab",
+                "timestamp": "yesterday",
+                "equipment_code": "silo101",
+                "description": "X",
+            },
+        },
+        {"valid": True, "pending": False, "event_id": None, "fields": {}},
+    ]
+    for body in bogus:
+        idle.watch.publish(f"{ROOT}/plc/failure", body)
+    idle.watch.publish(f"{ROOT}/plc/failure", b"\xff\xfe not json")
+    time.sleep(1.5)
+    assert idle.sql("SELECT count(*) FROM equipment_failure")[0][0] == 0
+    assert [b for _, t, b, _ in idle.watch.messages if t.endswith("/cmd/ack_failure")] == []

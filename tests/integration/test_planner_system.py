@@ -1,0 +1,230 @@
+"""mo_planner's rules with the whole system running: duplicate, reordered and bogus MQTT snapshots are never
+applied; a failed batch (status_operation = 1) is cancelled in Odoo and archived; an Odoo outage delays the
+reports but loses nothing."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.procs import console, wait_until
+from tests.support.system import ROOT, System
+
+
+@pytest.fixture
+def idle(tmp_path: Path) -> Iterator[System]:
+    """A running plant with no confirmed MOs in Odoo: the database changes only because of what we inject."""
+    s = System(tmp_path, batch_seconds=0.8, extra_mos=0, odoo_args=["--seed", "none"])
+    s.wait_healthy()
+    yield s
+    s.stop()
+
+
+def table_counts(s: System) -> tuple[Any, ...]:
+    return tuple(
+        s.sql(
+            "SELECT (SELECT count(*) FROM mo_batch), (SELECT count(*) FROM mo_histories), "
+            "(SELECT count(*) FROM audit_event), (SELECT count(*) FROM equipment_failure)"
+        )[0]
+    )
+
+
+def read_snapshot(
+    mo: str, *, slot: int = 1, mfg: int = 1, op: int = 0, r: int = 0, kg: float = 10.0
+) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "ts": "2026-01-01T00:00:00Z",
+        "source": "plc_gateway",
+        "area": "read_slot",
+        "slot": slot,
+        "seq": 99,
+        "heartbeat": False,
+        "valid": True,
+        "empty": False,
+        "errors": [],
+        "words": [0] * 77,
+        "fields": {
+            "batch": slot,
+            "mo_id": mo,
+            "bom_name": "X",
+            "finished_goods": "X",
+            "quantity": 1000.0,
+            "consumption": {"silo101": kg},
+            "status_manufacturing": mfg,
+            "status_operation": op,
+            "weight_finished_good": kg,
+            "status_read_data": r,
+        },
+    }
+
+
+def test_unexpected_and_invalid_snapshots_raise_alarms_and_change_nothing(idle: System) -> None:
+    time.sleep(1.0)  # let start-up writes (births) settle
+    before = table_counts(idle)
+    start = idle.watch.mark()
+    invalid = {
+        **read_snapshot("WH/MO/00001"),
+        "valid": False,
+        "errors": ["batch word 33280 != slot 1"],
+        "fields": {},
+    }
+    idle.watch.publish(f"{ROOT}/plc/read/1", invalid)
+    _, alarm = idle.watch.wait_for(
+        lambda t, b: t.endswith("/events/batch") and b.get("event") == "alarm", 10, since=start
+    )
+    assert "invalid" in alarm["reason"]
+    start = idle.watch.mark()
+    idle.watch.publish(f"{ROOT}/plc/read/1", read_snapshot("WH/MO/77777"))
+    _, alarm = idle.watch.wait_for(
+        lambda t, b: t.endswith("/events/batch") and b.get("event") == "alarm", 10, since=start
+    )
+    assert alarm["mo_id"] == "WH/MO/77777" and "does not expect" in alarm["reason"]
+    time.sleep(1.0)
+    assert table_counts(idle) == before
+    acks = [b for _, t, b, _ in idle.watch.messages if t.endswith("/cmd/ack_slot")]
+    assert acks == []  # never acknowledged to the PLC
+
+
+def test_duplicate_and_reordered_snapshots_do_not_regress_a_batch(idle: System) -> None:
+    idle.odoo("POST", "/_sim/mos", {"count": 2})
+    wait_until(lambda: idle.completed() >= 1, 60, what="first batch archived")
+    first = idle.sql("SELECT mo_id FROM mo_histories WHERE status='completed' ORDER BY archived_at LIMIT 1")[0][0]
+    finished = [
+        b
+        for _, t, b, _ in idle.watch.messages
+        if t == f"{ROOT}/plc/read/1"
+        and b
+        and (b.get("fields") or {}).get("mo_id") == first
+        and b["fields"]["status_manufacturing"] == 1
+    ]
+    running = [
+        b
+        for _, t, b, _ in idle.watch.messages
+        if t == f"{ROOT}/plc/read/1"
+        and b
+        and (b.get("fields") or {}).get("mo_id") == first
+        and b["fields"]["status_manufacturing"] == 0
+    ]
+    assert finished and running
+    history_before = idle.sql("SELECT * FROM mo_histories WHERE mo_id = :m", m=first)
+    # Replay: the finished snapshot twice, then an older running one (reordered delivery).
+    for body in (finished[0], finished[-1], running[0], copy.deepcopy(running[-1])):
+        idle.watch.publish(f"{ROOT}/plc/read/1", body)
+    wait_until(lambda: idle.completed() >= 2, 60, what="second batch archived")
+    assert idle.sql("SELECT * FROM mo_histories WHERE mo_id = :m", m=first) == history_before
+    assert idle.sql("SELECT count(*) FROM mo_batch WHERE mo_id = :m", m=first)[0][0] == 0
+    writes = idle.sql("SELECT mo_id, count(*) FROM audit_event WHERE to_state='written' GROUP BY mo_id")
+    assert all(n == 1 for _, n in writes) and len(writes) == 2
+    assert idle.plc_state()["slots"][0]["violations"] == 0
+
+
+def test_failed_batch_is_cancelled_in_odoo_and_archived(tmp_path: Path) -> None:
+    s = System(
+        tmp_path,
+        batch_seconds=0.6,
+        extra_mos=3,
+        odoo_args=["--seed", "none"],
+        sim_args=["--op-failure-rate", "1.0"],
+    )
+    try:
+        wait_until(
+            lambda: len(s.sql("SELECT 1 FROM mo_histories WHERE status='cancelled'")) >= 2,
+            60,
+            what="failed batches archived as cancelled",
+        )
+        odoo = {m["mo_id"]: m["state"] for m in s.odoo_state()["mos"]}
+        for mo_id, status_operation in s.sql(
+            "SELECT mo_id, status_operation FROM mo_histories WHERE status='cancelled'"
+        ):
+            assert odoo[mo_id] == "cancel" and status_operation is True
+        assert s.completed() == 0
+        assert s.plc_state()["slots"][0]["batches_acked"] >= 2  # each failure was acked after storage
+    finally:
+        s.stop()
+
+
+def test_odoo_outage_delays_reports_but_loses_nothing(tmp_path: Path) -> None:
+    s = System(tmp_path, batch_seconds=0.5, extra_mos=6, odoo_args=["--seed", "none"], env={"SYNC_SWEEP_S": "2"})
+    try:
+        s.wait_healthy()
+        wait_until(lambda: len(s.sql("SELECT 1 FROM mo_batch WHERE state='queued'")) >= 2, 30, what="queue filled")
+        # Odoo goes away: every call fails for a while (502 from the proxy, as when the worker is killed).
+        s.odoo("POST", "/_sim/faults", {"kind": "http_error", "status": 502, "times": None})
+        time.sleep(6)
+        finished = s.sql("SELECT count(*) FROM mo_batch WHERE state = 'finished'")[0][0]
+        retried = s.sql("SELECT count(*) FROM mo_batch WHERE sync_attempts > 0")[0][0]
+        assert finished >= 1 and retried >= 1, "dosing must go on and reports must be pending during the outage"
+        s.odoo("DELETE", "/_sim/faults")
+        wait_until(lambda: s.completed() >= 4, 60, what="reports caught up after the outage")
+        odoo = {m["mo_id"]: m for m in s.odoo_state()["mos"]}
+        for mo_id, weight in s.sql("SELECT mo_id, actual_weight_quantity_finished_goods FROM mo_histories"):
+            assert odoo[mo_id]["qty_producing"] == pytest.approx(float(weight), abs=0.005)
+    finally:
+        s.stop()
+
+
+def test_write_reply_lost_in_a_planner_crash_is_adopted_not_rewritten(idle: System) -> None:
+    """The planner dies after sending write_batch; the gateway executes it later. On restart the planner sees
+    its MO on the PLC, records it as written (no second write), and the batch completes normally."""
+    idle.procs["plc_gateway"].terminate()  # commands now wait in the broker for the gateway's session
+    start = idle.watch.mark()
+    idle.odoo("POST", "/_sim/mos", {"count": 1})
+    _, cmd = idle.watch.wait_for(lambda t, b: t.endswith("/cmd/write_batch"), 30, since=start)
+    idle.procs["mo_planner"].kill9()
+    idle.start_service("plc_gateway")
+    wait_until(lambda: idle.plc_state()["slots"][0]["batches_started"] == 1, 20, what="PLC took the batch")
+    assert idle.sql("SELECT state FROM mo_batch WHERE mo_id = :m", m=cmd["batch"]["mo_id"])[0][0] == "queued"
+    idle.start_service("mo_planner")
+    wait_until(lambda: idle.completed() == 1, 40, what="adopted batch archived")
+    written = idle.sql(
+        "SELECT count(*) FROM audit_event WHERE to_state = 'written' AND mo_id = :m", m=cmd["batch"]["mo_id"]
+    )[0][0]
+    assert written == 1
+    slot = idle.plc_state()["slots"][0]
+    assert slot["batches_started"] == 1 and slot["violations"] == 0
+
+
+def test_plc_reboot_puts_the_lost_batch_in_attention_and_nothing_is_redosed(tmp_path: Path) -> None:
+    s = System(tmp_path, batch_seconds=60, extra_mos=3, odoo_args=["--seed", "none"])
+    try:
+        wait_until(lambda: s.plc_state()["slots"][0]["phase"] == "running", 30, what="first batch dosing")
+        [(lost_mo,)] = s.sql("SELECT mo_id FROM mo_batch WHERE state IN ('written','accepted','running')")
+        s.plc("POST", "/reboot", {"armed": False})  # memory cleared, W = 0: a fresh PLC
+        wait_until(
+            lambda: s.sql("SELECT state FROM mo_batch WHERE mo_id = :m", m=lost_mo)[0][0] == "attention",
+            30,
+            what="lost batch in attention",
+        )
+        time.sleep(1.0)
+        assert s.plc_state()["slots"][0]["batches_started"] == 1  # nothing written to the unarmed PLC since
+        # The operator arms the slot: the next MO is written, the lost one is not re-dosed.
+        reply = s.watch.request(f"{ROOT}/cmd/arm", {"slot": 1})
+        assert reply["ok"], reply
+        wait_until(lambda: s.plc_state()["slots"][0]["batches_started"] == 2, 20, what="next batch after arm")
+        running = s.sql("SELECT mo_id FROM mo_batch WHERE state IN ('written','accepted','running')")
+        assert running and running[0][0] != lost_mo
+        assert s.sql("SELECT state FROM mo_batch WHERE mo_id = :m", m=lost_mo)[0][0] == "attention"
+        # The operator gives up on the lost batch: archived as cancelled, never re-dosed.
+        conf = tmp_path / "edgectl.env"
+        conf.write_text(
+            f"MQTT_URL={s.env['MQTT_URL']}\nDATABASE_URL={s.env['DATABASE_URL']}\nMQTT_TOPIC_ROOT={ROOT}\n"
+        )
+        out = subprocess.run(
+            [console("edgectl"), "cancel", lost_mo],
+            env={**os.environ, "EDGECTL_CONFIG": str(conf)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        assert s.sql("SELECT status FROM mo_histories WHERE mo_id = :m", m=lost_mo) == [("cancelled",)]
+    finally:
+        s.stop()

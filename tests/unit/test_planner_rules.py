@@ -1,0 +1,146 @@
+"""mo_planner's pure decisions: slot freedom and the meaning of READ/WRITE snapshots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.mo_planner.rules import Action, Expected, on_read_snapshot, on_write_snapshot, slot_free
+
+
+def read_msg(
+    mo: str = "WH/MO/00011",
+    slot: int = 1,
+    r: int = 0,
+    mfg: int = 0,
+    op: int = 0,
+    kg: float = 0.0,
+    valid: bool = True,
+    empty: bool = False,
+) -> dict[str, Any]:
+    if not valid:
+        return {"slot": slot, "valid": False, "empty": False, "errors": ["batch word 7 != slot 1"], "fields": {}}
+    if empty:
+        return {"slot": slot, "valid": True, "empty": True, "errors": [], "fields": {"status_read_data": r}}
+    return {
+        "slot": slot,
+        "valid": True,
+        "empty": False,
+        "errors": [],
+        "fields": {
+            "mo_id": mo,
+            "status_read_data": r,
+            "status_manufacturing": mfg,
+            "status_operation": op,
+            "consumption": {"silo101": kg},
+        },
+    }
+
+
+def write_msg(mo: str = "WH/MO/00011", slot: int = 1, w: int = 1, empty: bool = False) -> dict[str, Any]:
+    fields: dict[str, Any] = {"status_read_data": w} if empty else {"mo_id": mo, "status_read_data": w}
+    return {"slot": slot, "valid": True, "empty": empty, "errors": [], "fields": fields}
+
+
+def row(state: str, slot: int | None = 1, kg: float = 0.0) -> Expected:
+    return Expected("WH/MO/00011", slot, state, {"silo101": kg}, None)
+
+
+class TestSlotFree:
+    def test_fresh_armed_slot_is_free(self) -> None:
+        assert slot_free(write_msg(empty=True), read_msg(empty=True), occupied_in_db=False, write_in_flight=False)[
+            0
+        ]
+
+    @pytest.mark.parametrize(
+        ("write", "read", "occupied", "in_flight", "why"),
+        [
+            (write_msg(w=0), read_msg(empty=True), False, False, "W=0"),
+            (write_msg(), read_msg(r=0, mfg=1), False, False, "not acknowledged"),
+            (write_msg(), read_msg(r=1), True, False, "has not ended"),
+            (write_msg(), read_msg(r=1), False, True, "in flight"),
+            (None, read_msg(r=1), False, False, "no valid WRITE"),
+            (write_msg(), read_msg(valid=False), False, False, "no valid READ"),
+            (write_msg(), None, False, False, "no valid READ"),
+        ],
+    )
+    def test_busy_cases(self, write: Any, read: Any, occupied: bool, in_flight: bool, why: str) -> None:
+        free, reason = slot_free(write, read, occupied_in_db=occupied, write_in_flight=in_flight)
+        assert not free and why in reason
+
+    def test_acknowledged_batch_frees_the_slot(self) -> None:
+        assert slot_free(write_msg(), read_msg(r=1, mfg=1), occupied_in_db=False, write_in_flight=False)[0]
+
+    def test_ack_reply_frees_the_slot_before_the_next_poll(self) -> None:
+        read = read_msg(r=0, mfg=1)
+        assert not slot_free(write_msg(), read, occupied_in_db=False, write_in_flight=False)[0]
+        assert slot_free(write_msg(), read, occupied_in_db=False, write_in_flight=False, acked_mo="WH/MO/00011")[0]
+        assert not slot_free(write_msg(), read, occupied_in_db=False, write_in_flight=False, acked_mo="WH/MO/9")[0]
+
+
+class TestReadSnapshot:
+    def test_invalid_snapshot_alarms(self) -> None:
+        assert on_read_snapshot(read_msg(valid=False), row("running"), archived=False).action is Action.ALARM
+
+    def test_unknown_mo_alarms_and_is_never_applied(self) -> None:
+        d = on_read_snapshot(read_msg(mo="WH/MO/00099", mfg=1), None, archived=False)
+        assert d.action is Action.ALARM and "does not expect" in d.reason
+
+    def test_mo_in_another_slot_alarms(self) -> None:
+        assert on_read_snapshot(read_msg(slot=2), row("running", slot=1), archived=False).action is Action.ALARM
+
+    def test_archived_mo_left_in_the_slot_is_quiet_or_reacked(self) -> None:
+        assert on_read_snapshot(read_msg(r=1, mfg=1), None, archived=True).action is Action.IGNORE
+        assert on_read_snapshot(read_msg(r=0, mfg=1), None, archived=True).action is Action.ACK
+
+    @pytest.mark.parametrize("state", ["written", "accepted"])
+    def test_dosing_start_moves_to_running(self, state: str) -> None:
+        assert on_read_snapshot(read_msg(kg=1.5), row(state), archived=False).action is Action.RUNNING
+
+    def test_changed_actuals_update_running_batch(self) -> None:
+        assert on_read_snapshot(read_msg(kg=2.0), row("running", kg=1.0), archived=False).action is Action.RUNNING
+        assert on_read_snapshot(read_msg(kg=1.0), row("running", kg=1.0), archived=False).action is Action.IGNORE
+
+    def test_finish_and_fail(self) -> None:
+        assert on_read_snapshot(read_msg(mfg=1), row("running"), archived=False).action is Action.FINISH
+        assert on_read_snapshot(read_msg(op=1), row("running"), archived=False).action is Action.FAIL
+        assert on_read_snapshot(read_msg(op=1, mfg=1), row("accepted"), archived=False).action is Action.FAIL
+
+    @pytest.mark.parametrize("state", ["finished", "failed", "reported", "attention"])
+    def test_ended_batches_are_only_acknowledged(self, state: str) -> None:
+        """The seed's rule: a finished batch is never updated again."""
+        assert on_read_snapshot(read_msg(mfg=1, kg=9.0), row(state), archived=False).action is Action.ACK
+        assert on_read_snapshot(read_msg(mfg=1, r=1), row(state), archived=False).action is Action.IGNORE
+
+    def test_queued_row_seen_in_plc_alarms(self) -> None:
+        assert on_read_snapshot(read_msg(), row("queued"), archived=False).action is Action.ALARM
+
+
+class TestWriteSnapshot:
+    def test_flag_set_after_write_means_accepted(self) -> None:
+        assert on_write_snapshot(write_msg(w=1), row("written")).action is Action.ACCEPTED
+        assert on_write_snapshot(write_msg(w=0), row("written")).action is Action.IGNORE
+        assert on_write_snapshot(write_msg(w=1), row("running")).action is Action.IGNORE
+        assert on_write_snapshot(write_msg(w=1, slot=2), row("written")).action is Action.IGNORE
+
+
+class TestLostWriteReply:
+    """A crash or a lost reply after write_batch: the PLC showing the MO proves the write landed."""
+
+    def queued(self, sent: bool, slot: int | None = 1) -> Expected:
+        return Expected("WH/MO/00011", slot, "queued", {"silo101": 0.0}, None, request_sent=sent)
+
+    def test_plc_shows_a_queued_row_that_was_sent(self) -> None:
+        d = on_read_snapshot(read_msg(kg=3.0), self.queued(True), archived=False)
+        assert d.action is Action.RUNNING and d.adopt
+        d = on_read_snapshot(read_msg(mfg=1), self.queued(True), archived=False)
+        assert d.action is Action.FINISH and d.adopt
+        d = on_write_snapshot(write_msg(w=1), self.queued(True))
+        assert d.action is Action.ACCEPTED and d.adopt
+
+    def test_never_sent_or_other_slot_is_an_alarm(self) -> None:
+        assert on_read_snapshot(read_msg(), self.queued(False), archived=False).action is Action.ALARM
+        assert on_read_snapshot(read_msg(slot=2), self.queued(True, slot=1), archived=False).action is Action.ALARM
+        assert on_write_snapshot(write_msg(w=1), self.queued(False)).action is Action.IGNORE
+        assert not on_read_snapshot(read_msg(kg=1.5), row("written"), archived=False).adopt
