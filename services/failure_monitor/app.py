@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import select
+from sqlalchemy import true as sa_true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
@@ -121,8 +122,8 @@ class FailureMonitor:
             self.on_reply(body)
             return
         event = event_from_snapshot(body, self.s.plant_timezone)
+        self._note_taken_on_plc(body)
         if event is None:
-            self._note_acked_on_plc(body)
             return
         with transaction(self.db) as session:
             inserted = session.execute(
@@ -155,24 +156,28 @@ class FailureMonitor:
         if event.event_id not in {e for e, _ in self.pending.values()}:
             self._send_ack(event.event_id, f"af-{uuid.uuid4().hex}")
 
-    def _note_acked_on_plc(self, body: dict[str, Any]) -> None:
-        """The PLC shows a stored event as taken (F = 1) but its ack reply never reached us (we crashed or
-        restarted after sending it): record the acknowledgement the PLC confirms, else acked_at stays NULL."""
+    def _note_taken_on_plc(self, body: dict[str, Any]) -> None:
+        """Record acknowledgements the PLC's memory proves but whose reply never reached us (we restarted after
+        sending the ack, or the PLC took F = 1 and posted its next event before the gateway's read-back): the
+        event shown with F = 1 is taken, and so is every stored event the area no longer shows, because the PLC
+        posts its next event only after it read F = 1. Else acked_at would stay NULL forever."""
         fields = body.get("fields") or {}
-        event_id = fields.get("event_id")
-        if not body.get("valid") or body.get("empty") or fields.get("status_read_data") != 1:
+        current = fields.get("event_id")
+        if not body.get("valid") or body.get("empty") or not isinstance(current, str):
             return
-        if not isinstance(event_id, str):
-            return
+        taken_now = fields.get("status_read_data") == 1
         with transaction(self.db) as session:
-            row = session.scalars(
+            rows = session.scalars(
                 select(EquipmentFailure)
-                .where(EquipmentFailure.event_id == event_id, EquipmentFailure.acked_at.is_(None))
+                .where(EquipmentFailure.acked_at.is_(None))
+                .where(EquipmentFailure.event_id != current if not taken_now else sa_true())
                 .with_for_update()
-            ).first()
-            if row is not None:
+            ).all()
+            for row in rows:
                 row.acked_at = now()
-                audit(session, actor=SERVICE, action="failure_acked", event_id=event_id, code="seen_on_plc")
+                code = "seen_on_plc" if row.event_id == current else "superseded_on_plc"
+                audit(session, actor=SERVICE, action="failure_acked", event_id=row.event_id, code=code)
+                log.info("failure ack confirmed by PLC memory", extra={"event_id": row.event_id, "code": code})
 
     def _send_ack(self, event_id: str, request_id: str) -> None:
         self.pending[request_id] = (event_id, time.monotonic())

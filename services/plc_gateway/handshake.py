@@ -48,14 +48,22 @@ async def guarded_write(io: PlcIO, m: MemoryMap, address: int, words: Sequence[i
     await io.write_words(address, words, retries=retries)
 
 
-async def set_flag(io: PlcIO, m: MemoryMap, address: int, label: str) -> Reply | None:
-    """Write a handshake flag to 1 and read it back; a mismatch reply, or None when it reads 1.
-    A single flag word may be retransmitted: writing 1 twice is harmless."""
-    await guarded_write(io, m, address, [1], retries=2)
-    back = await io.read_words(address, 1)
-    if back != [1]:
-        return Reply(False, "mismatch", f"{label} reads {back[0]} after writing 1")
-    return None
+async def set_flag(io: PlcIO, m: MemoryMap, before: Snapshot, label: str) -> Reply | None:
+    """Write the flag of the area `before` was read from to 1 and read the whole area back; a mismatch
+    reply, or None when the PLC has the flag. A single flag word may be retransmitted: writing 1 twice is
+    harmless. The PLC may take the flag between our write and our read (reset it to 0 and post the next
+    event or latch the next batch): content other than what we verified proves it saw the 1."""
+    await guarded_write(io, m, m.flag_address(before.area, before.slot), [1], retries=2)
+    after = await read_snapshot(io, m, before.area, before.slot)
+    if after.flag == 1 or _without_flag(m, after) != _without_flag(m, before):
+        return None
+    shown = after.flag if after.flag is not None else "invalid data"
+    return Reply(False, "mismatch", f"{label} reads {shown} after writing 1")
+
+
+def _without_flag(m: MemoryMap, snap: Snapshot) -> tuple[int, ...]:
+    at = m.layout_of(snap.area).flag_offset
+    return snap.words[:at] + snap.words[at + 1 :]
 
 
 def _slot_check(m: MemoryMap, slot: int) -> Reply | None:
@@ -137,7 +145,7 @@ async def ack_slot(io: PlcIO, m: MemoryMap, cmd: AckSlot) -> Reply:
         return Reply(False, "not_finished", f"{cmd.mo_id} in slot {cmd.slot} is neither finished nor failed")
     if f["status_read_data"] == 1:
         return Reply(True, "already_acked", f"{cmd.mo_id} in slot {cmd.slot} was already acknowledged")
-    if failed := await set_flag(io, m, m.flag_address("read_slot", cmd.slot), f"R flag of slot {cmd.slot}"):
+    if failed := await set_flag(io, m, snap, f"R flag of slot {cmd.slot}"):
         return failed
     return Reply(True, "acked", f"{cmd.mo_id} in slot {cmd.slot} acknowledged (R=1)")
 
@@ -150,7 +158,7 @@ async def ack_failure(io: PlcIO, m: MemoryMap, cmd: AckFailure) -> Reply:
         return Reply(False, "mismatch", f"failure area holds event {snap.fields['event_id']}, not {cmd.event_id}")
     if snap.flag == 1:
         return Reply(True, "already_acked", f"failure {cmd.event_id} was already acknowledged")
-    if failed := await set_flag(io, m, m.flag_address("failure"), "F flag"):
+    if failed := await set_flag(io, m, snap, "F flag"):
         return failed
     return Reply(True, "acked", f"failure {cmd.event_id} acknowledged (F=1)")
 
@@ -169,7 +177,7 @@ async def arm(io: PlcIO, m: MemoryMap, cmd: Arm) -> Reply:
             "slot_not_empty",
             f"WRITE slot {cmd.slot} holds {snap.fields.get('mo_id')}: the PLC has not taken it",
         )
-    if failed := await set_flag(io, m, m.flag_address("write_slot", cmd.slot), f"W flag of slot {cmd.slot}"):
+    if failed := await set_flag(io, m, snap, f"W flag of slot {cmd.slot}"):
         return failed
     return Reply(True, "armed", f"WRITE slot {cmd.slot} armed (W=1)")
 

@@ -91,3 +91,42 @@ def test_garbage_failure_snapshots_are_never_stored(idle: System) -> None:
     time.sleep(1.5)
     assert idle.sql("SELECT count(*) FROM equipment_failure")[0][0] == 0
     assert [b for _, t, b, _ in idle.watch.messages if t.endswith("/cmd/ack_failure")] == []
+
+
+def test_a_stored_event_the_plc_moved_past_counts_as_acknowledged(idle: System) -> None:
+    """The PLC posts its next event only after reading F = 1: once the area shows another event, a stored event
+    whose ack reply was lost (or refused by a read-back the PLC outran) is acknowledged, never left open."""
+    ghost_id = "a1" * 10
+    ghost = {
+        "valid": True,
+        "pending": True,
+        "empty": False,
+        "event_id": ghost_id,
+        "fields": {
+            "event_id": ghost_id,
+            "timestamp": "2026-11-24 10:00:00",
+            "equipment_code": "silo101",
+            "description": "LEVEL_LOW",
+            "status_read_data": 0,
+        },
+    }
+    start = idle.watch.mark()
+    idle.watch.publish(f"{ROOT}/plc/failure", ghost)
+    _, refused = idle.watch.wait_for(
+        lambda t, b: t.endswith("/reply/failure_monitor") and b.get("ok") is False, 10, since=start
+    )
+    assert refused["code"] == "mismatch"  # the PLC's area does not hold it: the gateway refuses the ack
+    assert idle.sql("SELECT acked_at FROM equipment_failure WHERE event_id = :e", e=ghost_id)[0][0] is None
+
+    idle.plc("POST", "/failure", {"equipment": "silo104", "description": "MOTOR_OVERLOAD"})
+    wait_until(lambda: flag(idle) == 1, 10, what="the real event acked")
+    wait_until(
+        lambda: idle.sql("SELECT count(*) FROM equipment_failure WHERE acked_at IS NULL")[0][0] == 0,
+        10,
+        what="the superseded event recorded as acknowledged",
+    )
+    codes = idle.sql(
+        "SELECT event_id, detail->>'code' FROM audit_event WHERE action = 'failure_acked' ORDER BY id"
+    )
+    assert (ghost_id, "superseded_on_plc") in [tuple(r) for r in codes]
+    assert len(codes) == 2
