@@ -127,6 +127,7 @@ def start_system(
     monkeypatch: pytest.MonkeyPatch,
     *,
     mos: int,
+    slots: int = 1,
     cluster: PgCluster | None = None,
     batch_seconds: float = 0.5,
     sim_args: list[str] | None = None,
@@ -138,6 +139,7 @@ def start_system(
         monkeypatch.setattr(system_module, "fresh_database", cluster.fresh_database)
     s = System(
         tmp_path,
+        slots=slots,
         batch_seconds=batch_seconds,
         extra_mos=mos,
         sim_args=sim_args,

@@ -25,6 +25,7 @@ from tests.faults.conftest import (
 from tests.support.system import System
 
 MOS = 12
+MULTI_SLOT_MOS = 24
 
 
 @pytest.mark.parametrize("victim", SERVICES)
@@ -67,3 +68,41 @@ def test_kill9_service_at_random_moments(
     print(f"seed={seed} victim={victim} kills_at={kills} {summary}")
     assert len(kills) >= 3, f"seed={seed}: the run ended before enough kills ({kills})"
     assert summary["completed"] + summary["cancelled"] == MOS, f"seed={seed}: {summary}"
+
+
+def test_kill9_any_service_with_three_slots_and_failed_batches(
+    seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, systems: list[System]
+) -> None:
+    """Three PLC slots dosing at once, a quarter of the batches failing mid-way (cancelled in Odoo), and
+    kill -9 of a seeded random service every 0.6-1.6 s."""
+    rng = random.Random(seed)
+    s = start_system(
+        tmp_path,
+        monkeypatch,
+        mos=MULTI_SLOT_MOS,
+        slots=3,
+        batch_seconds=rng.uniform(1.0, 2.0),
+        sim_args=["--op-failure-rate", "0.25", "--seed", str(seed % 10_000)],
+    )
+    systems.append(s)
+    plan = Plan(seed, MULTI_SLOT_MOS, failures=3)
+    kills: list[tuple[float, str]] = []
+    next_kill = [rng.uniform(0.5, 1.5)]
+
+    def step(elapsed: float) -> None:
+        if elapsed < next_kill[0] or len(kills) >= 8:
+            return
+        victim = rng.choice(SERVICES)
+        kills.append((round(elapsed, 2), victim))
+        restart_later(s, victim, rng)
+        next_kill[0] = elapsed + rng.uniform(0.6, 1.6)
+
+    drive(s, plan, budget_s=90, step=step)
+    wait_drained(s, plan, timeout=60)
+    summary = check_invariants(s, plan)
+    print(f"seed={seed} kills={kills} {summary}")
+    slots_used = {slot for (slot,) in s.sql("SELECT DISTINCT slot FROM mo_histories WHERE slot IS NOT NULL")}
+    assert slots_used == {1, 2, 3}, f"seed={seed}: batches ran only in slots {slots_used}"
+    assert len(kills) >= 3, f"seed={seed}: the run ended before enough kills ({kills})"
+    assert summary["completed"] + summary["cancelled"] == MULTI_SLOT_MOS, f"seed={seed}: {summary}"
+    assert summary["cancelled"] > 0, f"seed={seed}: no batch failed, the cancel path was not exercised"
