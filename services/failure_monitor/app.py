@@ -17,7 +17,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import select
-from sqlalchemy import true as sa_true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 
@@ -166,13 +165,11 @@ class FailureMonitor:
         if not body.get("valid") or body.get("empty") or not isinstance(current, str):
             return
         taken_now = fields.get("status_read_data") == 1
+        stmt = select(EquipmentFailure).where(EquipmentFailure.acked_at.is_(None)).with_for_update()
+        if not taken_now:
+            stmt = stmt.where(EquipmentFailure.event_id != current)
         with transaction(self.db) as session:
-            rows = session.scalars(
-                select(EquipmentFailure)
-                .where(EquipmentFailure.acked_at.is_(None))
-                .where(EquipmentFailure.event_id != current if not taken_now else sa_true())
-                .with_for_update()
-            ).all()
+            rows = session.scalars(stmt).all()
             for row in rows:
                 row.acked_at = now()
                 code = "seen_on_plc" if row.event_id == current else "superseded_on_plc"

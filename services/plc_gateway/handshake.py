@@ -52,10 +52,13 @@ async def set_flag(io: PlcIO, m: MemoryMap, before: Snapshot, label: str) -> Rep
     """Write the flag of the area `before` was read from to 1 and read the whole area back; a mismatch
     reply, or None when the PLC has the flag. A single flag word may be retransmitted: writing 1 twice is
     harmless. The PLC may take the flag between our write and our read (reset it to 0 and post the next
-    event or latch the next batch): content other than what we verified proves it saw the 1."""
+    event or latch the next batch): a valid, non-empty area with other content proves it saw the 1. An area
+    that became empty or invalid (a PLC reboot) proves nothing."""
     await guarded_write(io, m, m.flag_address(before.area, before.slot), [1], retries=2)
     after = await read_snapshot(io, m, before.area, before.slot)
-    if after.flag == 1 or _without_flag(m, after) != _without_flag(m, before):
+    if after.flag == 1:
+        return None
+    if after.valid and not after.empty and _without_flag(m, after) != _without_flag(m, before):
         return None
     shown = after.flag if after.flag is not None else "invalid data"
     return Reply(False, "mismatch", f"{label} reads {shown} after writing 1")

@@ -106,3 +106,18 @@ def test_arm_reads_the_flag_back() -> None:
     refused = InProcessPlc(drop_flag_writes=True)
     reply = asyncio.run(handshake.arm(refused, MAP, Arm(request_id="r2", slot=1)))
     assert (reply.ok, reply.code) == (False, "mismatch")
+
+
+def test_a_cleared_area_after_the_write_is_not_taken_for_an_ack() -> None:
+    """A PLC reboot between our write and our read-back empties the area: that proves nothing."""
+    plc = InProcessPlc(scan_after_write=False)
+    first = _post_two_failures(plc)
+    real_write = plc.write_words
+
+    async def write_then_reboot(address: int, words: Sequence[int], *, retries: int | None = None) -> None:
+        await real_write(address, words, retries=retries)
+        plc.program.reboot(armed=False)
+
+    plc.write_words = write_then_reboot  # type: ignore[method-assign]
+    reply = asyncio.run(handshake.ack_failure(plc, MAP, AckFailure(request_id="r1", event_id=first)))
+    assert (reply.ok, reply.code) == (False, "mismatch")
