@@ -25,6 +25,7 @@ from shared.mqtt.payloads import (
     PayloadError,
     ReadArea,
     WriteBatch,
+    command_args,
     parse_command,
     request_id_of,
 )
@@ -242,7 +243,7 @@ class Gateway:
             )
             return
         reply = await self._execute(name, cmd)
-        self._reply(name, cmd.request_id, reply_to, reply, cache=True)
+        self._reply(name, cmd.request_id, reply_to, reply, cache=True, args=command_args(cmd))
 
     async def _execute(self, name: str, cmd: CommandBase) -> Reply:
         runners: dict[str, Callable[[PlcIO, MemoryMap, Any], Awaitable[Reply]]] = {
@@ -275,11 +276,18 @@ class Gateway:
         return topic.startswith((f"{root}/cmd/{name}/reply", f"{root}/reply/"))
 
     def _reply(
-        self, name: str, request_id: str | None, reply_to: str | None, reply: Reply, cache: bool = False
+        self,
+        name: str,
+        request_id: str | None,
+        reply_to: str | None,
+        reply: Reply,
+        cache: bool = False,
+        args: dict[str, Any] | None = None,
     ) -> None:
         body = {
             "request_id": request_id,
             "command": name,
+            "args": args or {},
             "ok": reply.ok,
             "code": reply.code,
             "message": reply.message,

@@ -167,6 +167,15 @@ def parse_command(name: str, raw: bytes) -> CommandBase:
         raise PayloadError("invalid_payload", reasons) from None
 
 
+_ENVELOPE_FIELDS = frozenset({"request_id", "reply_to", "expires_at", "schema_", "ts", "source"})
+
+
+def command_args(cmd: CommandBase) -> dict[str, Any]:
+    """The command's own arguments, echoed in its reply so the sender can check the reply answers exactly
+    the command it sent (a request id alone can be steered onto another sender's reply topic)."""
+    return cmd.model_dump(mode="json", exclude=set(_ENVELOPE_FIELDS))
+
+
 def request_id_of(raw: bytes) -> str | None:
     """Best-effort request_id of a rejected payload, so the sender can correlate the error reply."""
     try:
