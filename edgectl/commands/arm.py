@@ -19,7 +19,7 @@ from edgectl.commands import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE
 from edgectl.errors import Unreachable
 from edgectl.output import to_json
 from shared.mqtt.client import json_object
-from shared.mqtt.payloads import dumps, iso, utc_now
+from shared.mqtt.payloads import answers, dumps, iso, utc_now
 
 # Reply codes that mean "the gateway could not talk to the PLC", not "the PLC said no".
 UNREACHABLE_CODES = {"plc_unreachable"}
@@ -43,7 +43,7 @@ def _slot(text: str) -> int:
 def request(conn: connection.Connection, command: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Send a gateway command with request_id and reply_to; return the reply or raise Unreachable."""
     request_id = f"edgectl-{uuid.uuid4().hex}"
-    reply_to = f"{conn.topics.root}/reply/edgectl/{uuid.uuid4().hex}"
+    reply_to = f"{conn.topics.reply_prefix('edgectl')}/{uuid.uuid4().hex}"
     # expires_at: if the gateway is down and picks the command up much later, it must not act on it then.
     expires = iso(utc_now() + dt.timedelta(seconds=timeout))
     body = {"request_id": request_id, "reply_to": reply_to, "expires_at": expires, **args}
@@ -53,7 +53,7 @@ def request(conn: connection.Connection, command: str, args: dict[str, Any], tim
         while (left := deadline - time.monotonic()) > 0:
             msg = bus.get(left)
             reply = json_object(msg.payload) if msg else None
-            if reply is not None and reply.get("request_id") == request_id:
+            if reply is not None and answers(reply, request_id, command, args):
                 return reply
     raise Unreachable(
         f"no reply from plc_gateway to {command} within {timeout:g} s (is it running? see `edgectl status`)"

@@ -28,7 +28,7 @@ from shared.db.repo import audit, now
 from shared.db.session import make_engine, make_session_factory, transaction
 from shared.health import start_health_server
 from shared.mqtt.client import Message, MqttLink, json_object
-from shared.mqtt.payloads import iso, utc_now
+from shared.mqtt.payloads import answers, iso, utc_now
 from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooBusinessError, OdooError, OdooTransportError
 
@@ -57,7 +57,7 @@ class FailureMonitor:
         self.metrics = Metrics()
         self.engine = make_engine(settings.sqlalchemy_url())
         self.db = make_session_factory(self.engine)
-        self.reply_topic = f"{self.topics.root}/reply/{SERVICE}"
+        self.reply_topic = self.topics.reply_prefix(SERVICE)
         self.report_wake = threading.Event()
         self.pending: dict[str, tuple[str, float]] = {}  # request_id -> (event_id, sent_at)
         self.link = MqttLink(
@@ -195,9 +195,14 @@ class FailureMonitor:
                 self._send_ack(event_id, request_id)
 
     def on_reply(self, body: dict[str, Any]) -> None:
-        entry = self.pending.pop(str(body.get("request_id")), None)
+        request_id = str(body.get("request_id"))
+        entry = self.pending.get(request_id)
         if entry is None:
             return
+        if not answers(body, request_id, "ack_failure", {"event_id": entry[0]}):
+            log.warning("reply ignored: it does not answer our ack_failure", extra={"request_id": request_id})
+            return
+        del self.pending[request_id]
         code = str(body.get("code"))
         self.metrics.acked.labels(code).inc()
         if body.get("ok"):

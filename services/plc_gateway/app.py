@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shared import __version__
+from shared.config import ConfigError
 from shared.fins.client import FinsClient
 from shared.fins.errors import FinsError, FinsTimeout
 from shared.health import start_health_server
@@ -84,6 +85,12 @@ class Gateway:
             retries=settings.fins_retries,
             chunk_words=settings.fins_chunk_words,
         )
+        if self.fins.max_write_words < memory_map.largest_write_words():
+            # A smaller chunk would split the WRITE slot block, which the PLC must see whole, into pieces.
+            raise ConfigError(
+                f"FINS_CHUNK_WORDS={settings.fins_chunk_words} is below the largest write of the memory map "
+                f"({memory_map.largest_write_words()} words); set it to at least that"
+            )
 
     # ------------------------------------------------------------------ paho thread -> loop
 
@@ -223,13 +230,13 @@ class Gateway:
         except PayloadError as exc:
             self._reply(name, request_id_of(msg.payload), None, Reply(False, exc.code, str(exc)))
             return
-        reply_to = cmd.reply_to if cmd.reply_to and self._reply_to_allowed(name, cmd.reply_to) else None
+        reply_to = cmd.reply_to if cmd.reply_to and self.topics.reply_to_allowed(name, cmd.reply_to) else None
         if cmd.reply_to and reply_to is None:
             self._reply(
                 name,
                 cmd.request_id,
                 None,
-                Reply(False, "invalid_payload", "reply_to must be under {root}/cmd/ or {root}/reply/"),
+                Reply(False, "invalid_payload", f"reply_to is not the reply topic of a sender of {name}"),
             )
             return
         cached = self.replies.get((name, cmd.request_id))
@@ -270,10 +277,6 @@ class Gateway:
             return Reply(False, "plc_unreachable", f"PLC did not answer: {exc}")
         except FinsError as exc:
             return Reply(False, "plc_error", f"PLC refused: {exc}")
-
-    def _reply_to_allowed(self, name: str, topic: str) -> bool:
-        root = self.topics.root
-        return topic.startswith((f"{root}/cmd/{name}/reply", f"{root}/reply/"))
 
     def _reply(
         self,

@@ -13,16 +13,17 @@ from typing import Any, Protocol
 from shared.fins.errors import FinsTimeout
 from shared.mqtt.payloads import AckFailure, AckSlot, Arm, ReadArea, WriteBatch
 from shared.plc.codecs import CodecError
+from shared.plc.fingerprint import result_fingerprint
 from shared.plc.memory_map import AreaName, MemoryMap
 from shared.plc.snapshot import BatchCommand, Snapshot, decode_area, encode_batch_command
 
-WRITE_ATTEMPTS = 4
+WRITE_ATTEMPTS = 4  # a write_batch or flag write is sent again only on proof that the earlier one did not land
 
 
 class PlcIO(Protocol):
     async def read_words(self, address: int, count: int) -> list[int]: ...
 
-    async def write_words(self, address: int, words: Sequence[int], *, retries: int | None = None) -> None: ...
+    async def write_words(self, address: int, words: Sequence[int]) -> None: ...
 
 
 class WriteNotAllowed(Exception):
@@ -42,26 +43,53 @@ async def read_snapshot(io: PlcIO, m: MemoryMap, area: AreaName, slot: int = 1) 
     return decode_area(m, area, slot, words)
 
 
-async def guarded_write(io: PlcIO, m: MemoryMap, address: int, words: Sequence[int], *, retries: int) -> None:
+async def guarded_write(io: PlcIO, m: MemoryMap, address: int, words: Sequence[int]) -> None:
+    """The only way the gateway writes the PLC: inside the map's writable ranges, one command, sent once."""
     if not m.allows_write(address, len(words)):
         raise WriteNotAllowed(f"D{address}+{len(words)} is outside the map's writable ranges")
-    await io.write_words(address, words, retries=retries)
+    await io.write_words(address, words)
 
 
 async def set_flag(io: PlcIO, m: MemoryMap, before: Snapshot, label: str) -> Reply | None:
-    """Write the flag of the area `before` was read from to 1 and read the whole area back; a mismatch
-    reply, or None when the PLC has the flag. A single flag word may be retransmitted: writing 1 twice is
-    harmless. The PLC may take the flag between our write and our read (reset it to 0 and post the next
-    event or latch the next batch): a valid, non-empty area with other content proves it saw the 1. An area
-    that became empty or invalid (a PLC reboot) proves nothing."""
-    await guarded_write(io, m, m.flag_address(before.area, before.slot), [1], retries=2)
-    after = await read_snapshot(io, m, before.area, before.slot)
-    if after.flag == 1:
-        return None
-    if after.valid and not after.empty and _without_flag(m, after) != _without_flag(m, before):
-        return None
-    shown = after.flag if after.flag is not None else "invalid data"
-    return Reply(False, "mismatch", f"{label} reads {shown} after writing 1")
+    """Write the flag of the area `before` was read from (with the flag 0) to 1; a mismatch reply, or None
+    when the PLC has the flag.
+
+    The flag is never written twice without a read in between that proves the area still holds exactly what
+    was verified with the flag 0: a second 1 that lands after the PLC took the first one, reset the flag and
+    posted its next event (or latched the next batch) would acknowledge that event, which nobody stored. So a
+    lost reply leads to a read: flag 1, or a valid non-empty area with other content (the PLC took the flag and
+    moved on), is success; the verified content with flag 0 means the write did not land and may be sent
+    again; anything else (an area emptied or garbled by a reboot) proves nothing and is a mismatch."""
+    address = m.flag_address(before.area, before.slot)
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            await guarded_write(io, m, address, [1])
+            timed_out = False
+        except FinsTimeout:
+            timed_out = True
+        after = await read_snapshot(io, m, before.area, before.slot)
+        if after.flag == 1 or _moved_on(m, before, after):
+            return None
+        if not _still_pending(m, before, after):
+            shown = after.flag if after.flag is not None else "invalid data"
+            return Reply(False, "mismatch", f"{label} reads {shown} after writing 1; the area changed")
+        if not timed_out:
+            return Reply(False, "mismatch", f"{label} reads 0 after writing 1")
+        if attempt == WRITE_ATTEMPTS:
+            raise FinsTimeout(
+                f"{label}: no reply to {WRITE_ATTEMPTS} flag writes, the PLC still shows 0", attempts=attempt
+            )
+    raise AssertionError("unreachable")
+
+
+def _moved_on(m: MemoryMap, before: Snapshot, after: Snapshot) -> bool:
+    """The area holds a new valid event or batch: the PLC read our 1 and went on (it posts or latches the next
+    one only after it saw the flag)."""
+    return after.valid and not after.empty and _without_flag(m, after) != _without_flag(m, before)
+
+
+def _still_pending(m: MemoryMap, before: Snapshot, after: Snapshot) -> bool:
+    return after.valid and after.flag == 0 and _without_flag(m, after) == _without_flag(m, before)
 
 
 def _without_flag(m: MemoryMap, snap: Snapshot) -> tuple[int, ...]:
@@ -86,11 +114,18 @@ async def write_batch(io: PlcIO, m: MemoryMap, cmd: WriteBatch) -> Reply:
     except CodecError as exc:
         return Reply(False, "invalid_payload", f"batch cannot be encoded: {exc}")
 
+    flag_at = m.layout_of("write_slot").flag_offset
     current = await read_snapshot(io, m, "write_slot", cmd.slot)
-    if current.valid and current.fields.get("mo_id") == b.mo_id:
-        # Idempotent across gateway restarts: the slot already carries this MO, never write it twice.
+    if current.valid and _same_block(current.words, block, flag_at):
+        # Idempotent across gateway restarts: the slot already carries this exact batch, never write it twice.
         return Reply(
             True, "already_written", f"{b.mo_id} is already in WRITE slot {cmd.slot}", {"flag": current.flag}
+        )
+    if current.valid and current.fields.get("mo_id") == b.mo_id:
+        return Reply(
+            False,
+            "conflict",
+            f"WRITE slot {cmd.slot} carries {b.mo_id} with other values than this command; not overwritten",
         )
     if not current.valid:
         return Reply(
@@ -114,24 +149,29 @@ async def write_batch(io: PlcIO, m: MemoryMap, cmd: WriteBatch) -> Reply:
     # timeout the slot is read back: our MO there = written; the old content with W = 1 = not landed, resend.
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
-            await guarded_write(io, m, base, block, retries=0)
+            await guarded_write(io, m, base, block)
             break
         except WriteNotAllowed:
             raise
         except FinsTimeout:
             landed = await read_snapshot(io, m, "write_slot", cmd.slot)
-            if landed.valid and landed.fields.get("mo_id") == b.mo_id:
+            if landed.valid and _same_block(landed.words, block, flag_at):
                 return Reply(
                     True, "written", f"{b.mo_id} written to slot {cmd.slot} (reply lost, verified by read)"
                 )
             if landed.words != current.words or attempt == WRITE_ATTEMPTS:
                 raise
     back = await io.read_words(base, len(block))
-    flag_at = m.layout_of("write_slot").flag_offset
-    same = all(x == y for i, (x, y) in enumerate(zip(back, block, strict=True)) if i != flag_at)
-    if not same or back[flag_at] not in (0, 1):
+    if not _same_block(back, block, flag_at) or back[flag_at] not in (0, 1):
         return Reply(False, "mismatch", f"read-back of WRITE slot {cmd.slot} differs from what was written")
     return Reply(True, "written", f"{b.mo_id} written to slot {cmd.slot}", {"flag": back[flag_at]})
+
+
+def _same_block(words: Sequence[int], block: Sequence[int], flag_at: int) -> bool:
+    """Every word but the flag equal: the PLC sets W back to 1 once it took the batch."""
+    return len(words) == len(block) and all(
+        x == y for i, (x, y) in enumerate(zip(words, block, strict=True)) if i != flag_at
+    )
 
 
 async def ack_slot(io: PlcIO, m: MemoryMap, cmd: AckSlot) -> Reply:
@@ -146,6 +186,14 @@ async def ack_slot(io: PlcIO, m: MemoryMap, cmd: AckSlot) -> Reply:
         return Reply(False, "mismatch", f"READ slot {cmd.slot} holds {f['mo_id']}, not {cmd.mo_id}")
     if f["status_manufacturing"] != 1 and f["status_operation"] != 1:
         return Reply(False, "not_finished", f"{cmd.mo_id} in slot {cmd.slot} is neither finished nor failed")
+    held = result_fingerprint(snap.words, m.layout_of("read_slot").flag_offset)
+    if held != cmd.fingerprint:
+        return Reply(
+            False,
+            "mismatch",
+            f"READ slot {cmd.slot} holds another result of {cmd.mo_id} than the stored one "
+            f"(fingerprint {held}, stored {cmd.fingerprint})",
+        )
     if f["status_read_data"] == 1:
         return Reply(True, "already_acked", f"{cmd.mo_id} in slot {cmd.slot} was already acknowledged")
     if failed := await set_flag(io, m, snap, f"R flag of slot {cmd.slot}"):

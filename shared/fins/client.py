@@ -10,10 +10,11 @@ Transport rules (reference A6, ARCHITECTURE 3):
   nodes and exact length, are accepted. Anything else is counted and dropped, never returned as data.
 - Retries cover timeouts and the retryable end codes (0001, 0204, 0205), with a short backoff.
 
-Retry semantics for writes: after a lost REPLY the retry writes the same words to the same address again. That
-is idempotent for the memory (same data twice), but NOT for a handshake: if the PLC consumed the first write in
-between (e.g. took a batch and set its flag back to 1), the retry re-arms it. Handshake writes therefore pass
-`retries=0` and verify by reading back (services/plc_gateway/handshake.py does).
+Writes are sent exactly once, never retransmitted by this layer: after a lost REPLY a retransmission would
+land after the PLC may have consumed the first write (taken a flag, posted its next event, latched the next
+batch) and acknowledge or re-arm something nobody verified. Whether to write again is the caller's decision,
+made on a fresh read (services/plc_gateway/handshake.py). A write is one 0102 command: it never spans chunks,
+so what the PLC sees is all of it or none of it.
 """
 
 from __future__ import annotations
@@ -161,16 +162,20 @@ class FinsClient:
             words.extend(frames.decode_words(reply.data))
         return words
 
-    async def write_words(self, address: int, words: Sequence[int], *, retries: int | None = None) -> None:
-        """Write DM words from `address`. One 0102 per chunk: atomic for the PLC only within one chunk.
+    @property
+    def max_write_words(self) -> int:
+        """The largest write this client sends as one command (the chunk limit, within FINS's own)."""
+        return min(self.chunk_words, frames.MAX_WRITE_WORDS)
 
-        A retry after a lost reply writes the same data again (see the module docstring): pass `retries=0`
-        for handshake writes and verify by reading back.
+    async def write_words(self, address: int, words: Sequence[int]) -> None:
+        """Write DM words from `address` in ONE 0102 command, sent once (see the module docstring).
+
+        Raises ValueError for a write larger than `max_write_words`: splitting it would make a block the PLC
+        must see whole arrive in pieces.
         """
-        chunk = min(self.chunk_words, frames.MAX_WRITE_WORDS)
-        for offset in range(0, len(words), chunk):
-            part = list(words[offset : offset + chunk])
-            await self._execute(frames.memory_area_write(address + offset, part), retries, f"D{address + offset}")
+        if not 1 <= len(words) <= self.max_write_words:
+            raise ValueError(f"a write of {len(words)} words is outside 1..{self.max_write_words} (one command)")
+        await self._execute(frames.memory_area_write(address, list(words)), 0, f"D{address}")
 
     async def read_multiple(self, addresses: Sequence[int], *, retries: int | None = None) -> list[int]:
         """Scattered DM words with 0104 (up to 167 items per command), in the order given."""

@@ -128,6 +128,8 @@ class WriteBatch(CommandBase):
 class AckSlot(CommandBase):
     slot: Annotated[int, Field(ge=1, le=99)]
     mo_id: Annotated[str, Field(min_length=1, max_length=16)]
+    # shared/plc/fingerprint.py of the READ slot words that were stored: the gateway acks only that result.
+    fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 
 
 class AckFailure(CommandBase):
@@ -174,6 +176,18 @@ def command_args(cmd: CommandBase) -> dict[str, Any]:
     """The command's own arguments, echoed in its reply so the sender can check the reply answers exactly
     the command it sent (a request id alone can be steered onto another sender's reply topic)."""
     return cmd.model_dump(mode="json", exclude=set(_ENVELOPE_FIELDS))
+
+
+def answers(reply: dict[str, Any], request_id: str, command: str, args: dict[str, Any]) -> bool:
+    """The reply answers exactly this command: same request id, command and arguments (the gateway echoes
+    them). A request id alone is not enough: anyone who saw it could steer another reply onto our topic."""
+    echoed = reply.get("args")
+    return (
+        reply.get("request_id") == request_id
+        and reply.get("command") == command
+        and isinstance(echoed, dict)
+        and all(echoed.get(k) == v for k, v in args.items())
+    )
 
 
 def request_id_of(raw: bytes) -> str | None:

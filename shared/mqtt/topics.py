@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GATEWAY_COMMANDS = ("write_batch", "ack_slot", "ack_failure", "arm", "read_area")
+# Who may send each gateway command: the broker's ACL lets only these users publish it, and the gateway
+# answers only on the sender's own reply prefix (`{root}/reply/{sender}`), which only that user may read. A
+# reply can therefore never be steered onto another sender's topic (e.g. a read_area reply onto the planner's).
+COMMAND_SENDERS: dict[str, tuple[str, ...]] = {
+    "write_batch": ("mo_planner",),
+    "ack_slot": ("mo_planner",),
+    "ack_failure": ("failure_monitor",),
+    "arm": ("edgectl",),
+    "read_area": ("edgectl",),
+}
 SCHEMA_VERSION = 1
 
 
@@ -42,6 +52,17 @@ class Topics:
 
     def cmd_reply(self, name: str) -> str:
         return f"{self.root}/cmd/{name}/reply"
+
+    def reply_prefix(self, sender: str) -> str:
+        """Where the gateway answers `sender`'s commands (a sender adds `/<request id>` or uses it as is)."""
+        return f"{self.root}/reply/{sender}"
+
+    def reply_to_allowed(self, command: str, topic: str) -> bool:
+        """A reply_to is honoured only under the reply prefix of a sender allowed to send `command`."""
+        return any(
+            topic == prefix or topic.startswith(prefix + "/")
+            for prefix in (self.reply_prefix(s) for s in COMMAND_SENDERS.get(command, ()))
+        )
 
     def svc_status(self, service: str) -> str:
         return f"{self.root}/svc/{service}/status"

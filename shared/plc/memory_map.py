@@ -172,6 +172,10 @@ class MemoryMap(_Frozen):
                     ranges.append((base + layout.flag_offset, 1))
         return ranges
 
+    def largest_write_words(self) -> int:
+        """The longest write the gateway makes (a WRITE slot block): it must fit one FINS command."""
+        return max((n for _, n in self.writable_ranges()), default=1)
+
     def allows_write(self, address: int, count: int) -> bool:
         return any(first <= address and address + count <= first + n for first, n in self.writable_ranges())
 

@@ -10,6 +10,7 @@ from typing import Any
 class Faults:
     drop: float = 0.0  # probability a request is lost before the PLC sees it
     drop_reply: float = 0.0  # probability the reply is lost after the PLC executed the request
+    drop_write_reply: float = 0.0  # the same, for memory-area writes (0102) only: reads still answer
     duplicate: float = 0.0  # probability the reply is sent twice
     delay_ms: float = 0.0  # every reply is sent this late
     wrong_sid: float = 0.0  # probability the reply carries another SID (and corrupted data) instead

@@ -204,6 +204,13 @@ class Simulator:
         if faults.drop_reply and rng.random() < faults.drop_reply:
             c.dropped_replies += 1
             return
+        if (
+            faults.drop_write_reply
+            and command == frames.MEMORY_AREA_WRITE
+            and rng.random() < faults.drop_write_reply
+        ):
+            c.dropped_replies += 1
+            return
         reply_header = header.reply_header(self.config.node)
         reply_data = result.data
         if faults.wrong_sid and rng.random() < faults.wrong_sid:

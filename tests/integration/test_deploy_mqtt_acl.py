@@ -271,8 +271,21 @@ def test_planner_commands_reach_the_gateway_and_replies_come_back(root: str, cli
     planner.subscribe(f"{root}/reply/#")
     assert_delivered(planner, f"{root}/cmd/write_batch", gateway)
     assert_delivered(planner, f"{root}/cmd/ack_slot", gateway)
-    assert_delivered(gateway, f"{root}/cmd/write_batch/reply", planner)
     assert_delivered(gateway, f"{root}/reply/mo_planner/abc", planner)
+    assert_delivered(gateway, f"{root}/reply/mo_planner", planner)
+
+
+def test_each_service_reads_only_its_own_replies(root: str, clients: Any) -> None:
+    """Replies are bound to their sender: the planner never sees the operator's or failure_monitor's replies
+    (so a read_area reply can never be steered onto it), and vice versa."""
+    gateway, planner, monitor = clients("plc_gateway"), clients("mo_planner"), clients("failure_monitor")
+    for c in (planner, monitor):
+        c.subscribe(f"{root}/cmd/+/reply")
+        c.subscribe(f"{root}/reply/#")
+    for topic in ("reply/edgectl/x", "reply/failure_monitor/x", "cmd/read_area/reply"):
+        assert_denied(gateway, f"{root}/{topic}", planner, f"{root}/reply/mo_planner/ctl")
+    for topic in ("reply/edgectl/x", "reply/mo_planner/x", "cmd/ack_failure/reply"):
+        assert_denied(gateway, f"{root}/{topic}", monitor, f"{root}/reply/failure_monitor/ctl")
 
 
 def test_failure_monitor_cannot_write_batches(root: str, clients: Any) -> None:
@@ -301,12 +314,12 @@ def test_operator_may_arm_and_read_areas_but_not_write_batches(root: str, client
 
 def test_only_the_gateway_answers_commands(root: str, clients: Any) -> None:
     planner, operator = clients("mo_planner"), clients("operator")
-    planner.subscribe(f"{root}/cmd/+/reply")
     planner.subscribe(f"{root}/reply/#")
     gateway = clients("plc_gateway")
-    for topic in ("cmd/write_batch/reply", "reply/mo_planner/x"):
-        assert_denied(operator, f"{root}/{topic}", planner, f"{root}/cmd/arm/reply", control_publisher=gateway)
-        assert_denied(planner, f"{root}/{topic}", planner, f"{root}/cmd/arm/reply", control_publisher=gateway)
+    for topic in ("reply/mo_planner/x", "reply/mo_planner"):
+        ctl = f"{root}/reply/mo_planner/ctl"
+        assert_denied(operator, f"{root}/{topic}", planner, ctl, control_publisher=gateway)
+        assert_denied(planner, f"{root}/{topic}", planner, ctl, control_publisher=gateway)
 
 
 # ---------------------------------------------------------------- PLC snapshots, status, events

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 import pytest
 
 from shared.fins.client import FinsClient
+from shared.plc.fingerprint import result_fingerprint
 from shared.plc.memory_map import load_memory_map
 from shared.plc.snapshot import BatchCommand, decode_area, encode_batch_command
 from tests.support.procs import Proc, Watcher, console, wait_until
@@ -26,7 +30,9 @@ MAP = load_memory_map()
 class Plant:
     """plc-sim + plc_gateway + a watcher on one private broker."""
 
-    def __init__(self, broker: Broker, tmp: Path, sim_args: list[str], poll_ms: int = 100) -> None:
+    def __init__(
+        self, broker: Broker, tmp: Path, sim_args: list[str], poll_ms: int = 100, env: dict[str, str] | None = None
+    ) -> None:
         self.broker = broker
         self.sim_port = free_port(2)  # SOCK_DGRAM
         self.control_port = free_port()
@@ -63,6 +69,7 @@ class Plant:
             "HEARTBEAT_S": "2",
             "FINS_TIMEOUT_MS": "200",
             "MQTT_CLIENT_ID": "gw-test",
+            **(env or {}),
         }
         self.watch = Watcher(broker.host, broker.port, f"{ROOT}/#")
         self.gateway = self.start_gateway(tmp)
@@ -114,6 +121,13 @@ class Plant:
             "write": self.fins_read(MAP.base_address("write_slot", 1), 77),
             "failure": self.fins_read(MAP.base_address("failure"), 23),
         }
+
+    def fingerprint(self, slot: int = 1) -> str:
+        """What the planner names in ack_slot: the fingerprint of the READ slot's words it stored."""
+        layout = MAP.layout_of("read_slot")
+        return result_fingerprint(
+            self.fins_read(MAP.base_address("read_slot", slot), layout.words), layout.flag_offset
+        )
 
     def cmd(self, name: str, body: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
         return self.watch.request(f"{ROOT}/cmd/{name}", body, timeout)
@@ -188,14 +202,18 @@ def test_write_batch_lands_exactly_and_is_never_written_twice(plant: Plant) -> N
     plant.watch.wait_for(
         lambda t, b: t == f"{ROOT}/plc/read/1" and b["fields"].get("status_manufacturing") == 1, 10
     )
-    early = plant.cmd("ack_slot", {"request_id": "a-0", "slot": 1, "mo_id": "WH/MO/00099"})
+    stored = plant.fingerprint()
+    early = plant.cmd("ack_slot", {"request_id": "a-0", "slot": 1, "mo_id": "WH/MO/00099", "fingerprint": stored})
     assert not early["ok"] and early["code"] == "mismatch"
     assert plant.fins_read(MAP.flag_address("read_slot", 1), 1) == [0]
-    ack = plant.cmd("ack_slot", {"request_id": "a-1", "slot": 1, "mo_id": "WH/MO/00014"})
+    ack = plant.cmd("ack_slot", {"request_id": "a-1", "slot": 1, "mo_id": "WH/MO/00014", "fingerprint": stored})
     assert ack["ok"] and ack["code"] == "acked", ack
     assert plant.fins_read(MAP.flag_address("read_slot", 1), 1) == [1]
     assert (
-        plant.cmd("ack_slot", {"request_id": "a-2", "slot": 1, "mo_id": "WH/MO/00014"})["code"] == "already_acked"
+        plant.cmd("ack_slot", {"request_id": "a-2", "slot": 1, "mo_id": "WH/MO/00014", "fingerprint": stored})[
+            "code"
+        ]
+        == "already_acked"
     )
     nxt = plant.cmd("write_batch", {"request_id": "w-3", "slot": 1, "batch": batch("WH/MO/00015")})
     assert nxt["ok"] and nxt["code"] == "written", nxt
@@ -206,7 +224,9 @@ def test_write_batch_lands_exactly_and_is_never_written_twice(plant: Plant) -> N
 def test_ack_slot_refuses_a_running_batch(plant: Plant) -> None:
     assert plant.cmd("write_batch", {"request_id": "w-1", "slot": 1, "batch": batch()})["ok"]
     plant.watch.wait_for(lambda t, b: t == f"{ROOT}/plc/read/1" and b["fields"].get("mo_id") == "WH/MO/00014", 5)
-    reply = plant.cmd("ack_slot", {"request_id": "a-1", "slot": 1, "mo_id": "WH/MO/00014"})
+    reply = plant.cmd(
+        "ack_slot", {"request_id": "a-1", "slot": 1, "mo_id": "WH/MO/00014", "fingerprint": plant.fingerprint()}
+    )
     assert not reply["ok"] and reply["code"] == "not_finished", reply
     assert plant.fins_read(MAP.flag_address("read_slot", 1), 1) == [0]
 
@@ -288,6 +308,62 @@ def test_bad_commands_get_clear_errors_and_change_nothing(plant: Plant) -> None:
     assert plant.watch.latest[f"{ROOT}/plc/read/1"]["source"] == "plc_gateway"
 
 
+def test_a_lost_flag_write_reply_never_acknowledges_the_next_failure(plant: Plant) -> None:
+    """Issue 10.1: every reply to a memory write is lost. The first F = 1 lands, the PLC takes it and posts
+    its next failure; a retransmitted 1 would acknowledge that second event, which nobody stored."""
+    plant.control("POST", "/failure", {"equipment": "silo105", "description": "MOTOR_OVERLOAD"})
+    plant.control("POST", "/failure", {"equipment": "silo106", "description": "LEVEL_LOW"})
+    _, snap = plant.watch.wait_for(lambda t, b: t == f"{ROOT}/plc/failure" and b.get("pending") is True, 10)
+    first = snap["event_id"]
+    plant.control("POST", "/faults", {"drop_write_reply": 1.0})
+    reply = plant.cmd("ack_failure", {"request_id": "f-1", "event_id": first})
+    assert reply["ok"] and reply["code"] == "acked", reply
+    _, nxt = plant.watch.wait_for(
+        lambda t, b: t == f"{ROOT}/plc/failure" and b.get("pending") is True and b["event_id"] != first, 10
+    )
+    time.sleep(1.0)  # time for any retransmission to land
+    assert plant.fins_read(MAP.flag_address("failure"), 1) == [0]  # the second event is still waiting
+    assert plant.control("GET", "/state")["failures"]["acked"] == 1
+    assert nxt["fields"]["equipment_code"] == "silo106"
+
+
+def test_a_reply_cannot_be_steered_onto_another_senders_topic(plant: Plant) -> None:
+    """Issue 10.9: read_area (an operator command) with reply_to on the planner's reply topic is refused."""
+    start = plant.watch.mark()
+    plant.watch.publish(
+        f"{ROOT}/cmd/read_area",
+        json.dumps(
+            {"request_id": "forged", "area": "read_slot", "slot": 1, "reply_to": f"{ROOT}/reply/mo_planner"}
+        ),
+    )
+    topic, reply = plant.watch.wait_for(
+        lambda t, b: b.get("request_id") == "forged" and t.endswith("/reply"), 10, since=start
+    )
+    assert topic == f"{ROOT}/cmd/read_area/reply"
+    assert not reply["ok"] and reply["code"] == "invalid_payload"
+    time.sleep(0.5)
+    assert not [t for _, t, _, _ in plant.watch.messages[start:] if t.startswith(f"{ROOT}/reply/mo_planner")]
+    start = plant.watch.mark()
+    own_topic = f"{ROOT}/reply/edgectl/x"
+    plant.watch.publish(
+        f"{ROOT}/cmd/read_area",
+        {"request_id": "own", "area": "read_slot", "slot": 1, "reply_to": own_topic},
+    )
+    topic, own = plant.watch.wait_for(lambda t, b: b.get("request_id") == "own" and "ok" in b, 10, since=start)
+    assert topic == own_topic
+    assert own["ok"] and own["command"] == "read_area" and own["args"] == {"area": "read_slot", "slot": 1}
+
+
+def test_a_chunk_size_below_the_slot_block_is_refused_at_start(plant: Plant, tmp_path: Path) -> None:
+    """Issue 10.7: a chunk below the 77-word WRITE slot would split the block the PLC must see whole."""
+    env = {**plant.gateway_env, "FINS_CHUNK_WORDS": "50", "HEALTH_PORT": str(free_port())}
+    done = subprocess.run(
+        [console("plc-gateway")], env={**os.environ, **env}, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert "FINS_CHUNK_WORDS=50" in done.stderr and "77 words" in done.stderr
+
+
 def test_read_area_returns_decoded_memory(plant: Plant) -> None:
     reply = plant.cmd("read_area", {"request_id": "r-1", "area": "write_slot", "slot": 1})
     assert reply["ok"] and reply["words"] == plant.fins_read(MAP.base_address("write_slot", 1), 77)
@@ -344,13 +420,16 @@ def test_lossy_udp_never_yields_wrong_data_or_double_writes(broker: Broker, tmp_
         tmp_path,
         ["--batch-seconds", "0.8", "--drop", "0.2", "--duplicate", "0.1", "--wrong-sid", "0.1"],
         poll_ms=50,
+        # About a third of all datagrams go astray: reads (always safe to repeat) get enough attempts. Writes
+        # are never repeated by FINS; the gateway decides on a fresh read.
+        env={"FINS_RETRIES": "6"},
     )
     try:
         done = 0
         for i in range(3):
             mo = f"WH/MO/0010{i}"
             reply = p.cmd("write_batch", {"request_id": f"lossy-{i}", "slot": 1, "batch": batch(mo)}, timeout=20)
-            assert reply["ok"], reply
+            assert reply["ok"], (reply["code"], reply["message"])
             p.watch.wait_for(
                 lambda t, b, mo=mo: (
                     t == f"{ROOT}/plc/read/1"
@@ -359,8 +438,12 @@ def test_lossy_udp_never_yields_wrong_data_or_double_writes(broker: Broker, tmp_
                 ),
                 20,
             )
-            ack = p.cmd("ack_slot", {"request_id": f"lossy-ack-{i}", "slot": 1, "mo_id": mo}, timeout=20)
-            assert ack["ok"], ack
+            ack = p.cmd(
+                "ack_slot",
+                {"request_id": f"lossy-ack-{i}", "slot": 1, "mo_id": mo, "fingerprint": p.fingerprint()},
+                timeout=20,
+            )
+            assert ack["ok"], (ack["code"], ack["message"])
             wait_until(lambda: p.fins_read(MAP.flag_address("write_slot", 1), 1) == [1], 10, what="W=1")
             done += 1
         state = p.control("GET", "/state")["slots"][0]

@@ -9,7 +9,9 @@ import random
 from collections.abc import Sequence
 
 from services.plc_gateway import handshake
+from shared.fins.errors import FinsTimeout
 from shared.mqtt.payloads import AckFailure, AckSlot, Arm
+from shared.plc.fingerprint import result_fingerprint
 from shared.plc.memory_map import load_memory_map
 from shared.plc.snapshot import BatchCommand, encode_batch_command
 from simulators.plc.memory import DataMemory
@@ -21,21 +23,38 @@ MAP = load_memory_map()
 class InProcessPlc:
     """PlcIO over the simulator's memory; `scan_after_write` runs one PLC scan right after each write."""
 
-    def __init__(self, *, scan_after_write: bool = True, drop_flag_writes: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        scan_after_write: bool = True,
+        drop_flag_writes: bool = False,
+        lose_write_replies: int = 0,
+        lose_write_requests: int = 0,
+    ) -> None:
         self.memory = DataMemory()
         self.program = PlcProgram(self.memory, MAP, ProgramConfig(batch_seconds=1.0), random.Random(7))
         self.scan_after_write = scan_after_write
         self.drop_flag_writes = drop_flag_writes
+        self.lose_write_replies = lose_write_replies  # the next N writes land, their replies are lost
+        self.lose_write_requests = lose_write_requests  # the next N writes never reach the PLC
+        self.writes: list[tuple[int, tuple[int, ...]]] = []
 
     async def read_words(self, address: int, count: int) -> list[int]:
         return self.memory.read(address, count)
 
-    async def write_words(self, address: int, words: Sequence[int], *, retries: int | None = None) -> None:
+    async def write_words(self, address: int, words: Sequence[int]) -> None:
+        self.writes.append((address, tuple(words)))
+        if self.lose_write_requests:
+            self.lose_write_requests -= 1
+            raise FinsTimeout("request lost", attempts=1)
         if not (self.drop_flag_writes and len(words) == 1):
             self.program.on_fins_write(address, words)
             self.memory.write(address, words)
         if self.scan_after_write:
             self.program.scan(0.0)
+        if self.lose_write_replies:
+            self.lose_write_replies -= 1
+            raise FinsTimeout("reply lost", attempts=1)
 
 
 def _event_id(plc: InProcessPlc) -> str:
@@ -74,6 +93,15 @@ def _write_command(plc: InProcessPlc, mo_id: str) -> None:
     plc.memory.write(MAP.base_address("write_slot", 1), block)
 
 
+def _stored_fingerprint(plc: InProcessPlc) -> str:
+    words = plc.memory.read(MAP.base_address("read_slot", 1), MAP.layout_of("read_slot").words)
+    return result_fingerprint(words, MAP.layout_of("read_slot").flag_offset)
+
+
+def _ack_slot(plc: InProcessPlc, mo_id: str, fingerprint: str | None = None) -> AckSlot:
+    return AckSlot(request_id="r1", slot=1, mo_id=mo_id, fingerprint=fingerprint or _stored_fingerprint(plc))
+
+
 def test_ack_slot_succeeds_when_the_plc_latches_the_next_command_before_the_read_back() -> None:
     plc = InProcessPlc()
     plc.program.arm()
@@ -82,7 +110,7 @@ def test_ack_slot_succeeds_when_the_plc_latches_the_next_command_before_the_read
     plc.program.scan(2.0)  # dosed and finished
     assert plc.program.slots[1].phase == "finished"
     _write_command(plc, "WH/MO/00002")  # the look-ahead command waits with W = 0
-    reply = asyncio.run(handshake.ack_slot(plc, MAP, AckSlot(request_id="r1", slot=1, mo_id="WH/MO/00001")))
+    reply = asyncio.run(handshake.ack_slot(plc, MAP, _ack_slot(plc, "WH/MO/00001")))
     assert (reply.ok, reply.code) == (True, "acked"), reply.message
     assert plc.program.slots[1].mo_id == "WH/MO/00002"
     assert plc.program.slots[1].batches_acked == 1
@@ -94,7 +122,7 @@ def test_ack_slot_is_a_mismatch_when_the_flag_never_lands() -> None:
     _write_command(plc, "WH/MO/00001")
     plc.program.scan(0.0)
     plc.program.scan(2.0)
-    reply = asyncio.run(handshake.ack_slot(plc, MAP, AckSlot(request_id="r1", slot=1, mo_id="WH/MO/00001")))
+    reply = asyncio.run(handshake.ack_slot(plc, MAP, _ack_slot(plc, "WH/MO/00001")))
     assert (reply.ok, reply.code) == (False, "mismatch")
 
 
@@ -114,10 +142,98 @@ def test_a_cleared_area_after_the_write_is_not_taken_for_an_ack() -> None:
     first = _post_two_failures(plc)
     real_write = plc.write_words
 
-    async def write_then_reboot(address: int, words: Sequence[int], *, retries: int | None = None) -> None:
-        await real_write(address, words, retries=retries)
+    async def write_then_reboot(address: int, words: Sequence[int]) -> None:
+        await real_write(address, words)
         plc.program.reboot(armed=False)
 
     plc.write_words = write_then_reboot  # type: ignore[method-assign]
     reply = asyncio.run(handshake.ack_failure(plc, MAP, AckFailure(request_id="r1", event_id=first)))
     assert (reply.ok, reply.code) == (False, "mismatch")
+
+
+# ---------------------------------------------------------------- a flag is never written blind (issue 10.1)
+
+
+def _flag_writes(plc: InProcessPlc) -> int:
+    return sum(1 for _, words in plc.writes if len(words) == 1)
+
+
+def test_a_lost_flag_reply_is_never_followed_by_a_second_write_once_the_plc_moved_on() -> None:
+    """The reply to our F = 1 is lost; the PLC took it and posted its next event. A second 1 would acknowledge
+    that event, which nobody stored: the gateway reads, sees the area moved on, and stops."""
+    plc = InProcessPlc(lose_write_replies=1)
+    first = _post_two_failures(plc)
+    reply = asyncio.run(handshake.ack_failure(plc, MAP, AckFailure(request_id="r1", event_id=first)))
+    assert (reply.ok, reply.code) == (True, "acked"), reply.message
+    assert _flag_writes(plc) == 1
+    assert plc.program.failures.acked == 1
+    second = _event_id(plc)
+    assert second != first  # the next event waits with F = 0, unacknowledged
+
+
+def test_a_flag_write_that_never_landed_is_sent_again_on_proof() -> None:
+    """The request was lost: the area still holds the verified event with F = 0, so writing again is safe."""
+    plc = InProcessPlc(lose_write_requests=2)
+    first = _post_two_failures(plc)
+    reply = asyncio.run(handshake.ack_failure(plc, MAP, AckFailure(request_id="r1", event_id=first)))
+    assert (reply.ok, reply.code) == (True, "acked"), reply.message
+    assert _flag_writes(plc) == 3
+    assert plc.program.failures.acked == 1
+
+
+def test_a_flag_write_without_any_reply_gives_up_after_bounded_attempts() -> None:
+    plc = InProcessPlc(lose_write_requests=100)
+    first = _post_two_failures(plc)
+    try:
+        asyncio.run(handshake.ack_failure(plc, MAP, AckFailure(request_id="r1", event_id=first)))
+    except FinsTimeout:
+        pass
+    else:
+        raise AssertionError("expected FinsTimeout")
+    assert _flag_writes(plc) == handshake.WRITE_ATTEMPTS
+    assert plc.program.failures.acked == 0
+
+
+def test_ack_slot_names_the_stored_result_and_is_refused_for_any_other() -> None:
+    plc = InProcessPlc()
+    plc.program.arm()
+    _write_command(plc, "WH/MO/00001")
+    plc.program.scan(0.0)
+    plc.program.scan(2.0)
+    wrong = _ack_slot(plc, "WH/MO/00001", fingerprint="0" * 16)
+    reply = asyncio.run(handshake.ack_slot(plc, MAP, wrong))
+    assert (reply.ok, reply.code) == (False, "mismatch")
+    assert "another result" in reply.message
+    assert plc.memory.get(MAP.flag_address("read_slot", 1)) == 0 and _flag_writes(plc) == 0
+    reply = asyncio.run(handshake.ack_slot(plc, MAP, _ack_slot(plc, "WH/MO/00001")))
+    assert (reply.ok, reply.code) == (True, "acked"), reply.message
+
+
+def test_write_batch_is_idempotent_only_for_the_identical_block() -> None:
+    from shared.mqtt.payloads import WriteBatch
+
+    plc = InProcessPlc(scan_after_write=False)
+    plc.program.arm()
+
+    def cmd(rid: str, kg: float) -> WriteBatch:
+        return WriteBatch.model_validate(
+            {
+                "request_id": rid,
+                "slot": 1,
+                "batch": {
+                    "mo_id": "WH/MO/00001",
+                    "bom_name": "BOM",
+                    "finished_goods": "FG",
+                    "quantity": 1000.0,
+                    "targets": {"silo101": kg},
+                },
+            }
+        )
+
+    first = asyncio.run(handshake.write_batch(plc, MAP, cmd("r1", 500.0)))
+    assert (first.ok, first.code) == (True, "written"), first.message
+    again = asyncio.run(handshake.write_batch(plc, MAP, cmd("r2", 500.0)))
+    assert (again.ok, again.code) == (True, "already_written")
+    other = asyncio.run(handshake.write_batch(plc, MAP, cmd("r3", 600.0)))
+    assert (other.ok, other.code) == (False, "conflict"), other.message
+    assert sum(1 for _, words in plc.writes if len(words) > 1) == 1
