@@ -27,6 +27,7 @@ def register(sub: Any) -> None:
 
     f: argparse.ArgumentParser = sub.add_parser("failures", help="equipment failures stored from the PLC")
     f.add_argument("--unreported", action="store_true", help="only those Odoo has not confirmed yet")
+    f.add_argument("--attention", action="store_true", help="only those parked for a person")
     f.add_argument("--limit", type=_positive, default=50, help="rows to show, newest first (50)")
     _common(f, run_failures)
 
@@ -111,12 +112,15 @@ def run_failures(args: argparse.Namespace) -> int:
         EquipmentFailure.odoo_record_id,
         EquipmentFailure.report_attempts,
         EquipmentFailure.last_error,
+        EquipmentFailure.attention_reason,
     )
     if args.unreported:
         stmt = stmt.where(EquipmentFailure.reported_at.is_(None))
+    if args.attention:
+        stmt = stmt.where(EquipmentFailure.attention_reason.is_not(None))
     stmt = stmt.order_by(EquipmentFailure.received_at.desc(), EquipmentFailure.id.desc()).limit(args.limit)
     rows = _fetch(args, stmt)
     for row in rows:
         row["event"] = row["event_id"][:12]  # the full hash is in --json; 12 hex digits tell events apart
-    columns = ("event", "equipment_code", "description", "plc_time_local", "reported_at", "last_error")
+    columns = ("event", "equipment_code", "description", "plc_time_local", "reported_at", "attention_reason")
     return _print(args, rows, columns, "no unreported failures" if args.unreported else "no failures stored")

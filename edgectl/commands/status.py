@@ -111,6 +111,11 @@ def database_view(conn: connection.Connection) -> dict[str, Any]:
         unreported = s.scalar(
             select(func.count()).select_from(EquipmentFailure).where(EquipmentFailure.reported_at.is_(None))
         )
+        failure_attention = s.scalar(
+            select(func.count())
+            .select_from(EquipmentFailure)
+            .where(EquipmentFailure.attention_reason.is_not(None))
+        )
     return {
         "queue": sum(states.values()),
         "queue_states": dict(sorted(states.items())),
@@ -120,7 +125,11 @@ def database_view(conn: connection.Connection) -> dict[str, Any]:
             {"mo_id": r.mo_id, "from": r.attention_from, "reason": r.last_error, "since": r.attention_at}
             for r in attention
         ],
-        "failures": {"stored": int(stored or 0), "unreported": int(unreported or 0)},
+        "failures": {
+            "stored": int(stored or 0),
+            "unreported": int(unreported or 0),
+            "attention": int(failure_attention or 0),
+        },
     }
 
 
@@ -149,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
         problems.append(f"PLC unreachable ({doc['plc'].get('last_error') or 'no detail'})")
     if doc.get("attention"):
         problems.append(f"{doc['attention']} batch(es) need an operator (edgectl retry/cancel)")
+    if doc.get("failures", {}).get("attention"):
+        problems.append(
+            f"{doc['failures']['attention']} failure event(s) Odoo cannot accept (edgectl failures --attention)"
+        )
     doc["problems"] = unreachable + problems
     doc["ok"] = not doc["problems"]
     print(to_json(doc) if args.json else human(doc))
@@ -178,7 +191,10 @@ def human(doc: dict[str, Any]) -> str:
         lines.append(f"queue      {doc['queue']} batch(es): {states}")
         lines.append(f"completed  {doc['completed']}")
         f = doc["failures"]
-        lines.append(f"failures   {f['stored']} stored, {f['unreported']} not yet reported to Odoo")
+        lines.append(
+            f"failures   {f['stored']} stored, {f['unreported']} not yet reported to Odoo, "
+            f"{f['attention']} in ATTENTION (edgectl failures --attention)"
+        )
         lines.append(f"attention  {doc['attention']}")
         for item in doc["attention_items"]:
             lines.append(f"  {item['mo_id']}  since {when(item['since'])}  from {item['from']}: {item['reason']}")

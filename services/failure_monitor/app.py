@@ -28,6 +28,7 @@ from shared.db.repo import audit, now
 from shared.db.session import make_engine, make_session_factory, transaction
 from shared.health import start_health_server
 from shared.mqtt.client import Message, MqttLink, json_object
+from shared.mqtt.events import failure_event
 from shared.mqtt.payloads import answers, iso, utc_now
 from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooBusinessError, OdooError, OdooTransportError
@@ -47,6 +48,7 @@ class Metrics:
         self.acked = Counter("failures_acked", "ack_failure replies", ["code"], registry=r)
         self.reported = Counter("failures_reported", "Failures confirmed by Odoo", registry=r)
         self.report_errors = Counter("failures_report_errors", "Failed Odoo report attempts", registry=r)
+        self.attention = Counter("failures_attention", "Failure events parked for a person", registry=r)
 
 
 class FailureMonitor:
@@ -65,7 +67,7 @@ class FailureMonitor:
             client_id=settings.client_id(SERVICE),
             status_topic=self.topics.svc_status(SERVICE),
             source=SERVICE,
-            subscriptions=[(self.topics.plc_failure, 1), (self.reply_topic, 1)],
+            subscriptions=[(self.topics.plc_failure, 1), (self.reply_topic, 1), (self.topics.failure_events, 1)],
             birth={"version": __version__, "timezone": settings.plant_timezone},
         )
         self.last_loop = time.monotonic()
@@ -120,6 +122,10 @@ class FailureMonitor:
         if msg.topic == self.reply_topic:
             self.on_reply(body)
             return
+        if msg.topic == self.topics.failure_events:
+            if body.get("event") == "retry":  # an operator handed a parked event back: report it now
+                self.report_wake.set()
+            return
         event = event_from_snapshot(body, self.s.plant_timezone)
         self._note_taken_on_plc(body)
         if event is None:
@@ -134,6 +140,8 @@ class FailureMonitor:
                     plc_time_local=event.local_time,
                     plc_timezone=self.s.plant_timezone,
                     plc_time_utc=event.utc_time,
+                    attention_reason=event.unreportable,
+                    attention_at=now() if event.unreportable else None,
                 )
                 .on_conflict_do_nothing(index_elements=["event_id"])
                 .returning(EquipmentFailure.id)
@@ -150,6 +158,8 @@ class FailureMonitor:
         if inserted is not None:
             self.metrics.stored.inc()
             log.info("failure stored", extra={"event_id": event.event_id, "equipment": event.equipment_code})
+            if event.unreportable:
+                self._announce_attention(event.event_id, event.unreportable)
             self.report_wake.set()
         # Stored and committed (now or earlier): acknowledge to the PLC.
         if event.event_id not in {e for e, _ in self.pending.values()}:
@@ -218,6 +228,11 @@ class FailureMonitor:
                 "ack_failure refused", extra={"event_id": entry[0], "code": code, "detail": body.get("message")}
             )
 
+    def _announce_attention(self, event_id: str, reason: str) -> None:
+        self.metrics.attention.inc()
+        log.error("failure event needs a person", extra={"event_id": event_id, "reason": reason})
+        self.link.publish_json(self.topics.failure_events, failure_event("attention", event_id, reason=reason))
+
     # ------------------------------------------------------------------ reporting to Odoo
 
     def _report_loop(self, stop: threading.Event) -> None:
@@ -272,6 +287,21 @@ class FailureMonitor:
                 record = self.odoo.ensure_failure_reported(code, description, date)
             else:
                 record = self.odoo.report_failure(code, description, date)
+        except OdooBusinessError as exc:
+            # Odoo answered cleanly and refused (unknown equipment, missing text): the same report will be
+            # refused again, so it waits for a person instead of being retried forever.
+            reason = f"Odoo refused the report: {exc.message}"
+            with transaction(self.db) as session:
+                row = session.get(EquipmentFailure, row_id, with_for_update=True)
+                if row is None or row.reported_at is not None:
+                    return True
+                row.outcome_unknown = False
+                row.last_error = f"{type(exc).__name__}: {exc}"
+                row.attention_reason, row.attention_at, row.next_attempt_at = reason, now(), None
+                audit(session, actor=SERVICE, action="failure_attention", event_id=event_id, reason=reason)
+            self.metrics.report_errors.inc()
+            self._announce_attention(event_id, reason)
+            return True
         except OdooError as exc:
             unknown = was_unknown or (isinstance(exc, OdooTransportError) and exc.outcome_unknown)
             with transaction(self.db) as session:
@@ -284,8 +314,7 @@ class FailureMonitor:
                     now(), attempts, self.s.report_retry_s, self.s.report_retry_max_s, key=event_id
                 )
             self.metrics.report_errors.inc()
-            level = log.error if isinstance(exc, OdooBusinessError) else log.warning
-            level("failure report failed; will retry", extra={"event_id": event_id, "error": str(exc)})
+            log.warning("failure report failed; will retry", extra={"event_id": event_id, "error": str(exc)})
             return True
         with transaction(self.db) as session:
             row = session.get(EquipmentFailure, row_id, with_for_update=True)

@@ -15,6 +15,7 @@ class FailureEvent:
     description: str
     local_time: dt.datetime  # naive, the PLC's clock
     utc_time: dt.datetime  # aware UTC
+    unreportable: str | None = None  # why Odoo can never accept it as it is (stored, acked, then parked)
 
 
 def event_from_snapshot(body: dict[str, Any], timezone: str) -> FailureEvent | None:
@@ -30,7 +31,10 @@ def event_from_snapshot(body: dict[str, Any], timezone: str) -> FailureEvent | N
         code, text = str(fields["equipment_code"]), str(fields["description"])
     except (KeyError, ValueError):
         return None
-    return FailureEvent(event_id, code, text, local, to_utc(local, timezone))
+    unreportable = fields.get("unreportable")
+    if unreportable is not None and not isinstance(unreportable, str):
+        return None
+    return FailureEvent(event_id, code, text, local, to_utc(local, timezone), unreportable)
 
 
 def to_utc(local: dt.datetime, timezone: str) -> dt.datetime:

@@ -62,7 +62,10 @@ def claim_batches(
 
 def claim_failures(session: Session, *, limit: int = 1, due_only: bool = True) -> list[EquipmentFailure]:
     """Claim failure events not yet reported to Odoo, in the order they were received."""
-    criteria: list[ColumnElement[bool]] = [EquipmentFailure.reported_at.is_(None)]
+    criteria: list[ColumnElement[bool]] = [
+        EquipmentFailure.reported_at.is_(None),
+        EquipmentFailure.attention_reason.is_(None),
+    ]
     if due_only:
         criteria.append(due(EquipmentFailure.next_attempt_at))
     return claim(session, EquipmentFailure, *criteria, order_by=(EquipmentFailure.id,), limit=limit)

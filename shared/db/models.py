@@ -175,12 +175,17 @@ class EquipmentFailure(Base):
     outcome_unknown: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    # Parked for a person: an event Odoo can never accept as it is (unknown equipment, empty text, a refusal).
+    # Stored and acknowledged like any other; the reporter skips it until an operator retries it.
+    attention_reason: Mapped[str | None] = mapped_column(Text)
+    attention_at: Mapped[dt.datetime | None] = mapped_column(TS)
 
     __table_args__ = (
         Index("ix_equipment_failure_unreported", "next_attempt_at", postgresql_where=text("reported_at IS NULL")),
         Index("ix_equipment_failure_equipment_code", "equipment_code", "plc_time_utc"),
         CheckConstraint("report_attempts >= 0", name="report_attempts"),
         CheckConstraint("reported_at IS NULL OR odoo_record_id IS NOT NULL", name="reported_has_record"),
+        CheckConstraint("(attention_reason IS NULL) = (attention_at IS NULL)", name="attention_has_time"),
     )
 
 

@@ -1,4 +1,5 @@
-"""Batch lifecycle events on `{root}/events/batch`: what happened to which MO, for operators and triggers."""
+"""Lifecycle events: `{root}/events/batch` (what happened to which MO) and `{root}/events/failure` (failure
+events that need a person), for operators and triggers."""
 
 from __future__ import annotations
 
@@ -22,3 +23,10 @@ BatchEvent = Literal[
 
 def batch_event(event: BatchEvent, mo_id: str | None, slot: int | None = None, **details: Any) -> dict[str, Any]:
     return {"event": event, "mo_id": mo_id, "slot": slot, **details}
+
+
+FailureEventKind = Literal["attention", "retry"]
+
+
+def failure_event(event: FailureEventKind, event_id: str, **details: Any) -> dict[str, Any]:
+    return {"event": event, "event_id": event_id, **details}

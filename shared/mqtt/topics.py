@@ -71,6 +71,10 @@ class Topics:
     def batch_events(self) -> str:
         return f"{self.root}/events/batch"
 
+    @property
+    def failure_events(self) -> str:
+        return f"{self.root}/events/failure"
+
     def slot_of(self, topic: str) -> int | None:
         """Slot number of a plc/read/N or plc/write/N topic, else None."""
         head, _, tail = topic.rpartition("/")

@@ -135,6 +135,18 @@ def failure_event_id(equipment_code: str, description: str, timestamp: str) -> s
     return digest[:20]
 
 
+def failure_unreportable(m: MemoryMap, equipment_code: str, description: str) -> str | None:
+    """Why Odoo can never accept this well-formed event as it is, or None. Such an event is still a real PLC
+    event: it is stored and acknowledged (the PLC's one-event buffer must move on), then parked for a person
+    instead of being retried forever."""
+    codes = [e.code for e in m.equipment]
+    if equipment_code not in codes:
+        return f"equipment code {equipment_code!r} is not in the memory map's equipment list ({', '.join(codes)})"
+    if not description.strip():
+        return "the failure description is empty"
+    return None
+
+
 def decode_failure(m: MemoryMap, words: Sequence[int]) -> Snapshot:
     layout = m.layout_of("failure")
     if len(words) != layout.words or any(not 0 <= w <= 0xFFFF for w in words):
@@ -183,6 +195,7 @@ def decode_failure(m: MemoryMap, words: Sequence[int]) -> Snapshot:
         "timestamp": timestamp,
         "status_read_data": decoded["status_read_data"],
         "event_id": failure_event_id(decoded["equipment_code"], decoded["description"], timestamp),
+        "unreportable": failure_unreportable(m, decoded["equipment_code"], decoded["description"]),
     }
     return Snapshot("failure", 1, tuple(words), True, False, (), fields)
 

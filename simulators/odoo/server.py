@@ -41,6 +41,7 @@ CONTROL_HELP = {
     "POST /_sim/mo-state": "{'mo_id': name, 'state': 'done'|'cancel'|...}: an operator acts in Odoo's UI",
     "POST /_sim/move-error": "{'mo_id', 'equipment_code', 'message'?, 'move_lines'?}: UserError on that move",
     "POST /_sim/mos": "{'count': n}: add n generated confirmed MOs",
+    "POST /_sim/equipment-remove": "{'equipment_code': code}: delete a scada.equipment record",
     "POST /_sim/config": "{'cooldown_after','cooldown_seconds','cooldown_enabled','session_ttl','password',"
     "'commit_invalid_duration','list_caps','consumption'}",
 }
@@ -437,6 +438,10 @@ class Simulator:
                     else:
                         m.inject_error = str(body.get("message") or h.MULTI_LINE_ERROR)
                 return 200, {"moves": [m.id for m in moves]}
+            if path == "/_sim/equipment-remove":
+                # An integrator renamed or deleted a scada.equipment record: reports naming it are refused.
+                removed = self.domain.equipment.pop(str(body["equipment_code"]), None)
+                return (200, {"removed": removed.code}) if removed else (404, {"error": "no such equipment"})
             if path == "/_sim/mos":
                 created = add_generated_mos(
                     self.domain,

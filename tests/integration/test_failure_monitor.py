@@ -4,6 +4,10 @@ replies."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from shared.plc.memory_map import load_memory_map
-from tests.support.procs import wait_until
+from shared.plc.snapshot import encode_field
+from tests.support.procs import console, wait_until
 from tests.support.system import ROOT, System
 
-FLAG = load_memory_map().flag_address("failure")
+MAP = load_memory_map()
+FLAG = MAP.flag_address("failure")
 
 
 @pytest.fixture
@@ -37,6 +43,8 @@ def test_event_is_stored_once_acked_after_storage_and_reported_once(idle: System
         lambda t, b: t == f"{ROOT}/plc/failure" and b.get("pending") is True, 10, since=start
     )
     wait_until(lambda: flag(idle) == 1, 10, what="D8022 acked")
+    # The gateway's reply may reach failure_monitor a moment after the PLC shows F = 1.
+    wait_until(lambda: idle.sql("SELECT acked_at FROM equipment_failure")[0][0] is not None, 5, what="acked_at")
     rows = idle.sql("SELECT event_id, received_at, acked_at, reported_at FROM equipment_failure")
     assert len(rows) == 1 and rows[0].event_id == pending["event_id"]
     assert rows[0].acked_at is not None and rows[0].acked_at >= rows[0].received_at
@@ -130,3 +138,87 @@ def test_a_stored_event_the_plc_moved_past_counts_as_acknowledged(idle: System) 
     )
     assert (ghost_id, "superseded_on_plc") in [tuple(r) for r in codes]
     assert len(codes) == 2
+
+
+# ---------------------------------------------------------------- events Odoo can never accept (issue 10.6)
+
+
+def _failure_words(equipment: str, description: str, stamp: str = "2026-12-01 08:15:30") -> list[int]:
+    """A failure area as the PLC writes it, F = 0 (encoded with the map's own codecs)."""
+    layout = MAP.layout_of("failure")
+    when = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S")
+    values = {
+        "equipment_code": equipment,
+        "description": description,
+        "year": when.year,
+        "month": when.month,
+        "day": when.day,
+        "hour": when.hour,
+        "minute": when.minute,
+        "second": when.second,
+        "status_read_data": 0,
+    }
+    words = [0] * layout.words
+    for spec in layout.fields:
+        words[spec.offset : spec.end] = encode_field(spec, values[spec.name])
+    return words
+
+
+def _ctl_env(s: System) -> dict[str, str]:
+    return {k: s.env[k] for k in ("MQTT_URL", "MQTT_TOPIC_ROOT", "DATABASE_URL")}
+
+
+@pytest.mark.parametrize(
+    ("equipment", "description", "why"),
+    [("mixer01", "JAM", "not in the memory map's equipment list"), ("silo103", "", "description is empty")],
+)
+def test_an_event_odoo_can_never_accept_is_stored_acked_and_parked_not_retried(
+    idle: System, equipment: str, description: str, why: str
+) -> None:
+    start = idle.watch.mark()
+    idle.plc(
+        "POST", "/words", {"address": MAP.base_address("failure"), "words": _failure_words(equipment, description)}
+    )
+    wait_until(lambda: flag(idle) == 1, 10, what="acknowledged on the PLC (stored first)")
+    _, alarm = idle.watch.wait_for(lambda t, b: t == f"{ROOT}/events/failure", 10, since=start)
+    assert alarm["event"] == "attention" and why in alarm["reason"]
+    rows = idle.sql("SELECT acked_at, reported_at, report_attempts, attention_reason FROM equipment_failure")
+    assert len(rows) == 1 and rows[0].acked_at is not None and why in rows[0].attention_reason
+    time.sleep(1.5)  # REPORT_RETRY_S is 0.3: a retried row would have many attempts by now
+    assert idle.sql("SELECT report_attempts, reported_at FROM equipment_failure")[0] == (0, None)
+    assert idle.odoo_state()["failures"] == []
+
+
+def test_a_report_odoo_refuses_goes_to_attention_and_an_operator_retry_reports_it(idle: System) -> None:
+    idle.odoo("POST", "/_sim/equipment-remove", {"equipment_code": "silo109"})
+    start = idle.watch.mark()
+    idle.plc("POST", "/failure", {"equipment": "silo109", "description": "MOTOR_OVERLOAD"})
+    _, alarm = idle.watch.wait_for(lambda t, b: t == f"{ROOT}/events/failure", 15, since=start)
+    assert alarm["event"] == "attention" and "not found" in alarm["reason"]
+    time.sleep(1.5)
+    row = idle.sql("SELECT event_id, report_attempts, attention_reason FROM equipment_failure")[0]
+    assert row.report_attempts == 1, "a clean refusal is not retried by itself"
+    # The operator sees it, and hands it back once Odoo is fixed (here: the refusal stays, so it parks again).
+    status = subprocess.run(
+        [console("edgectl"), "status", "--json"],
+        env={**os.environ, **_ctl_env(idle)},
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(status.stdout)["failures"]["attention"] == 1
+    retry = subprocess.run(
+        [console("edgectl"), "failure-retry", row.event_id[:10]],
+        env={**os.environ, **_ctl_env(idle)},
+        capture_output=True,
+        text=True,
+    )
+    assert retry.returncode == 0, retry.stderr
+    wait_until(
+        lambda: idle.sql("SELECT report_attempts FROM equipment_failure")[0][0] == 2, 10, what="reported again"
+    )
+    audit = idle.sql("SELECT action FROM audit_event WHERE event_id = :e ORDER BY id", e=row.event_id)
+    assert [a for (a,) in audit if a in ("failure_attention", "failure_retry")] == [
+        "failure_attention",
+        "failure_retry",
+        "failure_attention",
+    ]

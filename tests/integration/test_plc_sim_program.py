@@ -70,7 +70,7 @@ def test_full_batch_cycle_over_fins(sim: SimHandle) -> None:
 
     async def scenario(c: FinsClient) -> None:
         assert await c.read_words(w_flag, 1) == [1]  # armed start
-        await c.write_words(MAP.base_address("write_slot", 1), command("WH/MO/00014"), retries=0)
+        await c.write_words(MAP.base_address("write_slot", 1), command("WH/MO/00014"))
 
         async def latched() -> bool:
             return (await c.read_words(w_flag, 1)) == [1]
@@ -95,13 +95,13 @@ def test_full_batch_cycle_over_fins(sim: SimHandle) -> None:
         assert done.fields["status_operation"] == 0 and done.fields["status_read_data"] == 0
         assert sim.state()["slots"][0]["phase"] == "finished"
 
-        await c.write_words(r_flag, [1], retries=0)  # the ack, after storing
+        await c.write_words(r_flag, [1])  # the ack, after storing
 
         async def acked() -> bool:
             return sim.state()["slots"][0]["phase"] == "acked"
 
         await wait_for(c, acked)
-        await c.write_words(MAP.base_address("write_slot", 1), command("WH/MO/00015"), retries=0)
+        await c.write_words(MAP.base_address("write_slot", 1), command("WH/MO/00015"))
         await wait_for(c, latched)
         assert (await snapshot(c, "read_slot")).fields["mo_id"] == "WH/MO/00015"
 
@@ -115,14 +115,14 @@ def test_write_while_running_is_a_violation_and_waits_for_the_ack(sim: SimHandle
     base = MAP.base_address("write_slot", 1)
 
     async def scenario(c: FinsClient) -> None:
-        await c.write_words(base, command("WH/MO/00020"), retries=0)
+        await c.write_words(base, command("WH/MO/00020"))
         await asyncio.sleep(0.1)
-        await c.write_words(base, command("WH/MO/00021"), retries=0)  # previous batch still running
+        await c.write_words(base, command("WH/MO/00021"))  # previous batch still running
         assert sim.state()["slots"][0]["violations"] == 1
         await asyncio.sleep(0.6)  # first batch finished, not acknowledged: the second must not start
         assert (await snapshot(c, "read_slot")).fields["mo_id"] == "WH/MO/00020"
         assert await c.read_words(w_flag, 1) == [0]
-        await c.write_words(r_flag, [1], retries=0)
+        await c.write_words(r_flag, [1])
 
         async def second_started() -> bool:
             return (await snapshot(c, "read_slot")).fields.get("mo_id") == "WH/MO/00021"
@@ -154,7 +154,7 @@ def test_batch_failure_sets_status_operation() -> None:
     try:
 
         async def scenario(c: FinsClient) -> None:
-            await c.write_words(MAP.base_address("write_slot", 1), command("WH/MO/00040"), retries=0)
+            await c.write_words(MAP.base_address("write_slot", 1), command("WH/MO/00040"))
 
             async def failed() -> bool:
                 return (await snapshot(c, "read_slot")).fields.get("status_operation") == 1
@@ -186,7 +186,7 @@ def test_failure_cycle_one_event_at_a_time(sim: SimHandle) -> None:
         assert first.fields["status_read_data"] == 0
         await asyncio.sleep(0.2)  # the second event must wait for the ack
         assert (await snapshot(c, "failure")).fields["event_id"] == first.fields["event_id"]
-        await c.write_words(flag, [1], retries=0)
+        await c.write_words(flag, [1])
 
         async def second() -> bool:
             return (await snapshot(c, "failure")).fields.get("equipment_code") == "lq114"

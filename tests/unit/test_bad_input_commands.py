@@ -31,7 +31,7 @@ class RecordingIO:
     async def read_words(self, address: int, count: int) -> list[int]:
         return [0] * count
 
-    async def write_words(self, address: int, words: Sequence[int], *, retries: int | None = None) -> None:
+    async def write_words(self, address: int, words: Sequence[int]) -> None:
         self.writes.append((address, list(words)))
 
 
@@ -45,11 +45,11 @@ def test_guarded_write_refuses_everything_outside_the_writable_ranges(address: i
     io = RecordingIO()
     words = [0] * count
     if _inside(address, count):
-        asyncio.run(guarded_write(io, MAP, address, words, retries=0))
+        asyncio.run(guarded_write(io, MAP, address, words))
         assert io.writes == [(address, words)]
     else:
         with pytest.raises(WriteNotAllowed):
-            asyncio.run(guarded_write(io, MAP, address, words, retries=0))
+            asyncio.run(guarded_write(io, MAP, address, words))
         assert io.writes == [], "a refused write reached the PLC"
 
 
@@ -60,7 +60,7 @@ def test_known_forbidden_addresses(address: int) -> None:
     if _inside(address, 1):
         pytest.skip(f"D{address} is writable in this map")
     with pytest.raises(WriteNotAllowed):
-        asyncio.run(guarded_write(io, MAP, address, [1], retries=0))
+        asyncio.run(guarded_write(io, MAP, address, [1]))
     assert io.writes == []
 
 

@@ -32,6 +32,7 @@ def test_vector_decodes_to_expectation(path: Path) -> None:
         want = dict(expect["fields"])
         got = dict(snap.fields)
         got.pop("event_id", None)
+        assert got.pop("unreportable", None) is None  # real PLC events name mapped equipment
         assert got == want
     else:
         assert snap.fields == {}
@@ -73,3 +74,16 @@ def test_empty_slots_are_valid_and_empty_whatever_the_flag() -> None:
         assert not decode_area(MAP, area, 1, [0] * 76 + [2]).valid
     snap = decode_area(MAP, "failure", 1, [0] * 22 + [1])
     assert snap.valid and snap.empty
+
+
+def test_a_well_formed_event_odoo_cannot_accept_is_marked_unreportable() -> None:
+    """Issue 10.6: decoded (it is a real PLC event that must be stored and acked), but marked, never sent."""
+    vector = json.loads((VECTORS / "failure-area-silo101.json").read_text())
+    unknown = list(vector["words"])
+    unknown[0:4] = [0x6D69, 0x7865, 0x7230, 0x3100]  # "mixer01"
+    snap = decode_area(MAP, "failure", 1, unknown)
+    assert snap.valid and "'mixer01' is not in the memory map's equipment list" in snap.fields["unreportable"]
+    blank = list(vector["words"])
+    blank[8:16] = [0x2020, 0x2020, 0, 0, 0, 0, 0, 0]
+    snap = decode_area(MAP, "failure", 1, blank)
+    assert snap.valid and snap.fields["unreportable"] == "the failure description is empty"
