@@ -25,7 +25,7 @@ from shared.backoff import next_attempt_at
 from shared.db.claim import claim_failures
 from shared.db.models import EquipmentFailure
 from shared.db.repo import audit, now
-from shared.db.session import make_engine, make_session_factory, transaction
+from shared.db.session import make_session_factory, transaction
 from shared.health import start_health_server
 from shared.mqtt.client import Message, MqttLink, json_object
 from shared.mqtt.events import failure_event
@@ -57,7 +57,7 @@ class FailureMonitor:
         self.odoo = odoo
         self.topics = settings.topics
         self.metrics = Metrics()
-        self.engine = make_engine(settings.sqlalchemy_url())
+        self.engine = settings.make_engine(application_name=SERVICE)
         self.db = make_session_factory(self.engine)
         self.reply_topic = self.topics.reply_prefix(SERVICE)
         self.report_wake = threading.Event()

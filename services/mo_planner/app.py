@@ -34,7 +34,7 @@ from shared.db.repo import (
     now,
     set_actuals,
 )
-from shared.db.session import make_engine, make_session_factory, transaction
+from shared.db.session import make_session_factory, transaction
 from shared.health import start_health_server
 from shared.mqtt.client import Message, MqttLink, json_object
 from shared.mqtt.events import BatchEvent, batch_event
@@ -85,7 +85,7 @@ class Planner:
         self.map = memory_map
         self.topics = settings.topics
         self.metrics = Metrics()
-        self.engine = make_engine(settings.sqlalchemy_url())
+        self.engine = settings.make_engine(application_name=SERVICE)
         self.db = make_session_factory(self.engine)
         self.feed = OdooFeed(odoo, settings.odoo_states)
         self.reply_topic = f"{self.topics.root}/reply/{SERVICE}"

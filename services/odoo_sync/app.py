@@ -22,7 +22,7 @@ from shared.backoff import next_attempt_at
 from shared.db.claim import claim_batches
 from shared.db.models import MoBatch
 from shared.db.repo import actuals_of, archive, move, now
-from shared.db.session import make_engine, make_session_factory, transaction
+from shared.db.session import make_session_factory, transaction
 from shared.health import start_health_server
 from shared.mqtt.client import MqttLink, json_object
 from shared.mqtt.events import BatchEvent, batch_event
@@ -58,7 +58,7 @@ class Syncer:
         self.odoo = odoo
         self.topics = settings.topics
         self.metrics = Metrics()
-        self.engine = make_engine(settings.sqlalchemy_url())
+        self.engine = settings.make_engine(application_name=SERVICE)
         self.db = make_session_factory(self.engine)
         self.wake = threading.Event()
         self.link = MqttLink(

@@ -154,3 +154,21 @@ def test_a_postgresql_restart_costs_a_retry_not_the_work(cluster: Cluster) -> No
     with transaction(factory) as s:  # pre-ping: the old pooled connections are replaced silently
         assert s.scalar(sa.select(sa.func.count()).select_from(MoBatch)) == 2
     engine.dispose()
+
+
+def test_database_pool_size_and_timeout_settings_build_the_engine(database_url: str) -> None:
+    """DATABASE_POOL_SIZE and DATABASE_CONNECT_TIMEOUT_S reach the engine the services use."""
+    from shared.db.session import DatabaseSettings
+
+    settings = DatabaseSettings(database_url=database_url, database_pool_size=4, database_connect_timeout_s=7)
+    engine = settings.make_engine(application_name="pool-test")
+    try:
+        assert engine.pool.size() == 4  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql(
+                "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            ).one()
+            assert row[0] == "pool-test"
+            assert conn.connection.dbapi_connection.get_dsn_parameters()["connect_timeout"] == "7"  # type: ignore[union-attr]
+    finally:
+        engine.dispose()

@@ -222,3 +222,13 @@ def test_a_report_odoo_refuses_goes_to_attention_and_an_operator_retry_reports_i
         "failure_retry",
         "failure_attention",
     ]
+
+
+def test_database_settings_reach_postgresql(idle: System) -> None:
+    """Issue 11.2: every worker's engine is built from its DATABASE_* settings (pool size, connect timeout)
+    and names itself to PostgreSQL (application_name in pg_stat_activity)."""
+    names = {
+        name
+        for (name,) in idle.sql("SELECT application_name FROM pg_stat_activity WHERE datname = current_database()")
+    }
+    assert {"mo_planner", "odoo_sync", "failure_monitor"} <= names, names
