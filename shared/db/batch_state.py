@@ -162,9 +162,6 @@ class Transition:
         return self.from_state if self.to_state is S.ATTENTION else None
 
 
-AuditRecord = Transition
-
-
 def _state(mo_id: str, current: str, target: str, value: str | None) -> BatchState | None:
     if value is None:
         return None

@@ -116,8 +116,6 @@ class FinsClient:
         )
         self._transport = transport
 
-    connect = open
-
     def close(self) -> None:
         transport, self._transport = self._transport, None
         if transport is not None:

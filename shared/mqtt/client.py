@@ -11,8 +11,7 @@ import queue
 import socket
 import threading
 import urllib.parse
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,9 +144,6 @@ class MqttLink:
         self.client.connect_async(self.address.host, self.address.port, keepalive=15)
         self.client.loop_start()
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self.connected.wait(timeout)
-
     def publish_json(self, topic: str, body: dict[str, Any], *, retain: bool = False, qos: int = 1) -> bool:
         """Publish an enveloped JSON object; False when the broker is not connected (nothing queued)."""
         if not self.connected.is_set():
@@ -171,10 +167,6 @@ class MqttLink:
         self.client.loop_stop()
 
 
-def unique_client_id(service: str) -> str:
-    return f"{service}-{uuid.uuid4().hex[:8]}"
-
-
 def json_object(raw: bytes) -> dict[str, Any] | None:
     """Decode a JSON object from a subscription (snapshots, replies); None when it is not one."""
     try:
@@ -182,7 +174,3 @@ def json_object(raw: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def topics_with_qos(topics: Iterable[str], qos: int = 1) -> list[tuple[str, int]]:
-    return [(t, qos) for t in topics]
