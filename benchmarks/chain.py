@@ -2,91 +2,131 @@
 hour with compressed batch time, and CPU % / RSS per service, measured in one run of separate processes.
 
 Times come from the database's own timestamps and audit rows (finished_at = stored after the PLC set
-status_manufacturing = 1, at most one poll period after it; reported_at = Odoo confirmed).
+status_manufacturing = 1, at most one poll period after it; reported_at = Odoo confirmed). Each
+--batch-seconds value is a separate system run in this process (a short and a longer dosing time show whether
+any figure scales with the batch period); the ratio of their tails is printed next to the machine's noise: the
+bare-socket FINS baseline (same frame) measured before each run, and the load average.
+
+    .venv/bin/python benchmarks/chain.py --batches 200 --slots 4 --batch-seconds 0.5 5 --poll-ms 500
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import percentile, proc_sample
+from benchmarks.fins_rtt import bare_socket
 from tests.support.system import SERVICES, System
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--batches", type=int, default=40)
-    ap.add_argument("--batch-seconds", type=float, default=1.0)
-    ap.add_argument("--poll-ms", type=int, default=500)
-    args = ap.parse_args()
+@dataclass
+class Result:
+    batch_seconds: float
+    f2o_ms: list[float]
+    gap_ms: list[float]
+    noise_p50_us: float
+    noise_p99_us: float
+
+
+def tail(values: list[float]) -> str:
+    return (
+        f"n={len(values)} p50={percentile(values, 50):.1f} ms p99={percentile(values, 99):.1f} ms "
+        f"max={max(values, default=float('nan')):.1f} ms"
+    )
+
+
+def run_once(batches: int, slots: int, batch_seconds: float, poll_ms: int) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         s = System(
             Path(tmp),
-            batch_seconds=args.batch_seconds,
-            extra_mos=args.batches + 5,
+            slots=slots,
+            batch_seconds=batch_seconds,
+            extra_mos=batches + 5 * slots + 5,
             odoo_args=["--seed", "none"],
-            env={"POLL_INTERVAL_MS": str(args.poll_ms), "LOG_LEVEL": "WARNING"},
+            env={"POLL_INTERVAL_MS": str(poll_ms), "LOG_LEVEL": "WARNING", "SYNC_SWEEP_S": "30"},
         )
         try:
             s.wait_healthy()
-            while s.completed() < 2:  # warm-up: sessions, first queue fill
+            rtts, _ = bare_socket(s.sim_port, 500)  # noise baseline: the same plc-sim, a bare blocking socket
+            while s.completed() < slots + 1:  # warm-up: sessions, first queue fill
                 time.sleep(0.2)
             start_count, t0 = s.completed(), time.monotonic()
             cpu0 = {name: proc_sample(s.procs[name].pid) for name in SERVICES}
-            deadline = t0 + 30 + args.batches * (args.batch_seconds + 3)
-            while s.completed() < args.batches and time.monotonic() < deadline:
+            target = start_count + batches
+            deadline = t0 + 60 + batches * (batch_seconds + 3) / slots
+            while s.completed() < target and time.monotonic() < deadline:
                 time.sleep(0.2)
             t1, end_count = time.monotonic(), s.completed()
             cpu1 = {name: proc_sample(s.procs[name].pid) for name in SERVICES}
-            finish_to_odoo = [
-                r[0]
+            f2o = [
+                float(r[0]) * 1000
                 for r in s.sql(
                     "SELECT extract(epoch FROM reported_at - finished_at) FROM mo_histories "
                     "WHERE status = 'completed' AND reported_at IS NOT NULL AND finished_at IS NOT NULL"
                 )
             ]
-            acks = [r[0] for r in s.sql("SELECT at FROM audit_event WHERE action = 'ack_slot' ORDER BY at")]
-            writes = [
-                r[0]
-                for r in s.sql(
-                    "SELECT at FROM audit_event WHERE action = 'transition' AND to_state = 'written' ORDER BY at"
-                )
-            ]
-            gaps = []
-            for ack in acks:
-                later = [w for w in writes if w >= ack]
-                if later:
-                    gaps.append((later[0] - ack).total_seconds())
-            per_hour = (end_count - start_count) / (t1 - t0) * 3600
-            f2o = [float(x) * 1000 for x in finish_to_odoo]
-            gap_ms = [g * 1000 for g in gaps]
-            print(
-                f"chain: {end_count} batches archived, batch time {args.batch_seconds:.1f} s, "
-                f"poll {args.poll_ms} ms, 1 slot"
+            # per slot: the ack that freed it -> the next batch written to that slot
+            events = s.sql(
+                "SELECT a.at, a.action, h.slot FROM audit_event a JOIN mo_histories h ON h.mo_id = a.mo_id "
+                "WHERE a.action = 'ack_slot' OR (a.action = 'transition' AND a.to_state = 'written') ORDER BY a.at"
             )
+            freed: dict[int, object] = {}
+            gap_ms = []
+            for at, action, slot in events:
+                if action == "ack_slot":
+                    freed[slot] = at
+                elif slot in freed:
+                    gap_ms.append((at - freed.pop(slot)).total_seconds() * 1000)
+            done = end_count - start_count
+            per_hour = done / (t1 - t0) * 3600
+            p50_us, p99_us = percentile(rtts, 50) * 1e6, percentile(rtts, 99) * 1e6
             print(
-                f"  PLC finish stored -> Odoo updated: n={len(f2o)} p50={percentile(f2o, 50):.1f} ms "
-                f"p99={percentile(f2o, 99):.1f} ms"
+                f"chain: {done} batches measured ({end_count} archived), {slots} slots, batch (dosing) time "
+                f"{batch_seconds:.1f} s, poll {poll_ms} ms, load average {os.getloadavg()[0]:.1f}"
             )
+            print(f"  noise baseline: bare-socket FINS round trip p50={p50_us:.0f} us p99={p99_us:.0f} us")
+            print(f"  PLC finish stored -> Odoo updated: {tail(f2o)}")
+            print(f"  slot free (ack) -> next batch written: {tail(gap_ms)}")
             print(
-                f"  slot free (ack) -> next batch written: n={len(gap_ms)} p50={percentile(gap_ms, 50):.1f} ms "
-                f"p99={percentile(gap_ms, 99):.1f} ms"
-            )
-            print(
-                f"  throughput: {per_hour:.0f} batches/hour ({(t1 - t0) / max(1, end_count - start_count):.2f} s "
-                f"per batch incl. {args.batch_seconds:.1f} s dosing)"
+                f"  throughput: {per_hour:.0f} batches/hour ({(t1 - t0) / max(1, done):.2f} s per batch over "
+                f"{slots} slots incl. {batch_seconds:.1f} s dosing)"
             )
             for name in SERVICES:
                 cpu = 100 * (cpu1[name].cpu_seconds - cpu0[name].cpu_seconds) / (t1 - t0)
                 print(f"  {name:16s} CPU {cpu:5.1f}%  RSS {cpu1[name].rss_bytes / 2**20:6.1f} MiB")
+            return Result(batch_seconds, f2o, gap_ms, p50_us, p99_us)
         finally:
             s.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--batches", type=int, default=200)
+    ap.add_argument("--slots", type=int, default=4)
+    ap.add_argument("--batch-seconds", type=float, nargs="+", default=[0.5, 5.0])
+    ap.add_argument("--poll-ms", type=int, default=500)
+    args = ap.parse_args()
+    results = [run_once(args.batches, args.slots, b, args.poll_ms) for b in args.batch_seconds]
+    short = results[0]
+    for r in results[1:]:
+        factor = r.batch_seconds / short.batch_seconds
+        noise = f"noise: bare-socket p99 {short.noise_p99_us:.0f} us vs {r.noise_p99_us:.0f} us"
+        for what, a, b in (
+            ("finish -> Odoo", short.f2o_ms, r.f2o_ms),
+            ("slot free -> write", short.gap_ms, r.gap_ms),
+        ):
+            print(
+                f"  scaling {what}: batch time x{factor:.0f} -> p99 x{percentile(b, 99) / percentile(a, 99):.2f}, "
+                f"max x{max(b) / max(a):.2f}   ({noise})"
+            )
 
 
 if __name__ == "__main__":

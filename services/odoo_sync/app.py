@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from shared import __version__
 from shared.backoff import next_attempt_at
-from shared.db.claim import claim_batches
+from shared.db.claim import claim_batches, due
 from shared.db.models import MoBatch
 from shared.db.repo import actuals_of, archive, move, now
 from shared.db.session import make_session_factory, transaction
@@ -128,9 +128,15 @@ class Syncer:
                 .order_by(MoBatch.next_attempt_at)
                 .limit(1)
             )
+            # Due rows the claim did not get: a replica works on them, or a lock outlasted the claim's wait.
+            # Look again soon: the safety sweep is never the normal path (issue 16).
+            held = session.scalar(
+                select(MoBatch.id).where(MoBatch.state.in_(WORK_STATES), due(MoBatch.next_attempt_at)).limit(1)
+            )
+        cap = 1.0 if held is not None else self.s.sync_sweep_s
         if nxt is None:
-            return self.s.sync_sweep_s
-        return max(0.05, min(self.s.sync_sweep_s, (nxt - now()).total_seconds()))
+            return cap
+        return max(0.05, min(cap, (nxt - now()).total_seconds()))
 
     def _process_one(self) -> bool:
         """Claim and handle one due row; True when none is left."""

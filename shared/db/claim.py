@@ -1,22 +1,42 @@
-"""Row claiming for workers that may run as several replicas: SELECT ... FOR UPDATE SKIP LOCKED.
+"""Row claiming for workers that may run as several replicas.
 
-A claimed row stays locked until the caller's transaction ends; another replica's claim skips it instead of
-waiting, so two replicas never work on the same row and never block each other. "Due" compares with the
-database clock (now() = the transaction's start), so replicas on boxes with skewed clocks agree.
+Two rules, which plain `FOR UPDATE SKIP LOCKED` cannot tell apart:
+
+* a row another *replica* of the same worker has claimed is skipped, never waited for (two replicas never
+  work on the same row and never block each other);
+* a row another *service* holds for a moment (the planner recording `acked_at`, its next snapshot of the same
+  slot, an operator command) is waited for, bounded by `lock_wait_s`, and then checked again.
+
+SKIP LOCKED skips both, so a woken worker could find "nothing to do" while the row it was woken for sat under
+the planner's few-millisecond lock, and then sleep until the next wake-up (the next batch's finish, or the
+safety sweep): the finish -> Odoo tail of issue 16. So `claim_for_worker` excludes replicas with a
+transaction-scoped advisory lock (`pg_try_advisory_xact_lock(key, id)`, only workers take it) and takes the
+row lock with an ordinary, waiting `FOR UPDATE`. Both locks end with the caller's transaction.
+"Due" compares with the database clock (now() = the transaction's start), so replicas on boxes with skewed
+clocks agree.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, Integer, cast, func, inspect, or_, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from shared.db.batch_state import BatchState
 from shared.db.models import Base, EquipmentFailure, MoBatch
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Base)
+
+# Advisory-lock namespaces (first key of pg_try_advisory_xact_lock(int, int)); one per kind of worker row.
+BATCH_WORK_KEY = 16_001
+FAILURE_REPORT_KEY = 16_002
+_LOCK_NOT_AVAILABLE = "55P03"
+_INT4 = 2**31 - 1
 
 
 def due(column: InstrumentedAttribute[Any]) -> ColumnElement[bool]:
@@ -31,11 +51,74 @@ def claim(
     order_by: Sequence[Any] = (),
     limit: int = 1,
 ) -> list[M]:
-    """Lock and return up to `limit` rows of `model` matching `criteria` that no other transaction holds."""
+    """Lock and return up to `limit` rows of `model` matching `criteria` that no other transaction holds
+    (SKIP LOCKED: a row anybody holds is skipped; for a worker woken for a row, use `claim_for_worker`)."""
     if limit < 1:
         raise ValueError("limit must be >= 1")
     stmt = select(model).where(*criteria).order_by(*order_by).limit(limit).with_for_update(skip_locked=True)
     return list(session.scalars(stmt))
+
+
+def claim_for_worker(
+    session: Session,
+    model: type[M],
+    *criteria: ColumnElement[bool],
+    key: int,
+    order_by: Sequence[Any] = (),
+    limit: int = 1,
+    lock_wait_s: float = 10.0,
+    scan: int = 64,
+) -> list[M]:
+    """Lock and return up to `limit` rows matching `criteria`: rows other replicas (same `key`) have claimed are
+    skipped; rows other transactions merely hold are waited for (at most `lock_wait_s`, then skipped with a
+    warning) and re-checked against `criteria` as they are after the wait. Looks at the first `scan`
+    candidates in `order_by` order."""
+    if limit < 1:
+        raise ValueError("limit must be >= 1")
+    if not lock_wait_s > 0:
+        raise ValueError("lock_wait_s must be > 0")
+    pk = inspect(model).primary_key[0]
+    for _ in range(8):  # each round drops the rows that changed under us; 8 rounds is far more than needed
+        candidates = select(pk.label("id")).where(*criteria).order_by(*order_by).limit(max(scan, limit)).subquery()
+        # The LIMIT subquery is evaluated first and the volatile filter lazily on its rows in order, so the
+        # advisory lock is taken only on the rows returned (up to `limit`), not on every candidate.
+        mine = select(candidates.c.id).where(
+            func.pg_try_advisory_xact_lock(key, cast(candidates.c.id % _INT4, Integer))
+        )
+        ids = list(session.scalars(mine.limit(limit)))
+        if not ids:
+            return []
+        rows, waited_out = _lock_rows(session, model, pk, ids, criteria, order_by, lock_wait_s)
+        if rows or waited_out or len(ids) < limit:
+            return rows
+    return []
+
+
+def _lock_rows(
+    session: Session,
+    model: type[M],
+    pk: Any,
+    ids: list[Any],
+    criteria: Sequence[ColumnElement[bool]],
+    order_by: Sequence[Any],
+    lock_wait_s: float,
+) -> tuple[list[M], bool]:
+    """Lock the rows `ids` that still match `criteria`; (rows, True) when the wait ran out (the free ones)."""
+    stmt = (
+        select(model).where(pk.in_(ids), *criteria).order_by(*order_by).execution_options(populate_existing=True)
+    )
+    previous = session.scalar(text("SELECT current_setting('lock_timeout')"))
+    session.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": f"{int(lock_wait_s * 1000)}ms"})
+    try:
+        with session.begin_nested():
+            return list(session.scalars(stmt.with_for_update())), False
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        log.warning("rows held longer than the lock wait; taking the free ones", extra={"table": model.__name__})
+        return list(session.scalars(stmt.with_for_update(skip_locked=True))), True
+    finally:
+        session.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": previous})
 
 
 def claim_batches(
@@ -47,9 +130,9 @@ def claim_batches(
     due_only: bool = True,
     order_by: Sequence[Any] | None = None,
 ) -> list[MoBatch]:
-    """Claim mo_batch rows in `states` (due for a retry unless `due_only=False`). Default order: rows never
-    tried (next_attempt_at NULL) first, then the longest-waiting retry, so one failing row cannot starve the
-    rest; id (queue order) breaks ties."""
+    """Claim mo_batch rows in `states` (due for a retry unless `due_only=False`) for a worker (`claim_for_worker`).
+    Default order: rows never tried (next_attempt_at NULL) first, then the longest-waiting retry, so one failing
+    row cannot starve the rest; id (queue order) breaks ties."""
     wanted = [states] if isinstance(states, str) else list(states)
     criteria: list[ColumnElement[bool]] = [MoBatch.state.in_([BatchState(s).value for s in wanted])]
     if slot is not None:
@@ -57,15 +140,18 @@ def claim_batches(
     if due_only:
         criteria.append(due(MoBatch.next_attempt_at))
     order = order_by if order_by is not None else (MoBatch.next_attempt_at.asc().nulls_first(), MoBatch.id)
-    return claim(session, MoBatch, *criteria, order_by=order, limit=limit)
+    return claim_for_worker(session, MoBatch, *criteria, key=BATCH_WORK_KEY, order_by=order, limit=limit)
 
 
 def claim_failures(session: Session, *, limit: int = 1, due_only: bool = True) -> list[EquipmentFailure]:
-    """Claim failure events not yet reported to Odoo, in the order they were received."""
+    """Claim failure events not yet reported to Odoo, in the order they were received (`claim_for_worker`).
+    Events parked for a person (attention_reason) wait for an operator's retry."""
     criteria: list[ColumnElement[bool]] = [
         EquipmentFailure.reported_at.is_(None),
         EquipmentFailure.attention_reason.is_(None),
     ]
     if due_only:
         criteria.append(due(EquipmentFailure.next_attempt_at))
-    return claim(session, EquipmentFailure, *criteria, order_by=(EquipmentFailure.id,), limit=limit)
+    return claim_for_worker(
+        session, EquipmentFailure, *criteria, key=FAILURE_REPORT_KEY, order_by=(EquipmentFailure.id,), limit=limit
+    )

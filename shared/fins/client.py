@@ -49,6 +49,11 @@ class _Retired:
     blocks_reuse: bool  # timed out: a late reply may still come
 
 
+def _expire(future: asyncio.Future[Reply]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, client: FinsClient) -> None:
         self.client = client
@@ -209,16 +214,20 @@ class FinsClient:
             pending = _Pending(request, loop.create_future())
             self._pending[sid] = pending
             frame = frames.encode_command(self.route, sid, request, gct=self.gct)
+            # A timer on the future itself, not asyncio.wait_for: wait_for adds a waiter future, a callback and
+            # an event-loop pass to every request (profiled: ~1/3 of the client's own cost).
+            timer = loop.call_later(self.timeout, _expire, pending.future)
             sent = time.perf_counter()
             try:
                 transport.sendto(frame, peer)
-                reply = await asyncio.wait_for(pending.future, self.timeout)
+                reply = await pending.future
             except TimeoutError:
                 self.stats.timeouts += 1
                 problem = pending.problem or problem
                 self._retired[sid] = _Retired(loop.time() + self._window, blocks_reuse=True)
                 continue
             finally:
+                timer.cancel()
                 self._pending.pop(sid, None)
             self.stats.observe_rtt(time.perf_counter() - sent)
             self._retired[sid] = _Retired(loop.time() + self._window, blocks_reuse=False)

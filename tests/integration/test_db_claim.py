@@ -1,4 +1,4 @@
-"""Row claiming with FOR UPDATE SKIP LOCKED: replicas never claim the same row and never wait on each other."""
+"""Row claiming: replicas never claim the same row and never wait on each other (see also\ntest_odoo_sync_wakeup.py for rows other services hold)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.batch_state import BatchState
-from shared.db.claim import claim, claim_batches, claim_failures
+from shared.db.claim import BATCH_WORK_KEY, claim, claim_batches, claim_failures, claim_for_worker
 from shared.db.migrate import upgrade
 from shared.db.models import EquipmentFailure, MoBatch
 from shared.db.session import make_engine, make_session_factory, transaction
@@ -160,11 +160,15 @@ def test_claim_failures_takes_unreported_due_events(db: sessionmaker[Session]) -
         assert [f.event_id for f in claim_failures(s, limit=5, due_only=False)] == ["e1", "e3"]
 
 
-def test_claim_does_not_block_on_a_row_locked_by_an_update(db: sessionmaker[Session]) -> None:
-    """A planner updating a row (plain UPDATE lock) must not stall a claiming replica."""
+def test_claim_waits_a_bounded_time_for_a_row_another_service_updates(db: sessionmaker[Session]) -> None:
+    """A planner updating a row (plain UPDATE lock) is waited for - skipping it lost the worker's wake-up
+    (issue 16) - but never for longer than lock_wait_s: then the free rows are taken."""
     add_batches(db, 2)
     with db() as holder, holder.begin():
         holder.execute(sa.update(MoBatch).where(MoBatch.mo_id == "WH/MO/00000").values(last_error="x"))
         with transaction(db) as other:
-            other.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
-            assert [r.mo_id for r in claim_batches(other, "finished", limit=5)] == ["WH/MO/00001"]
+            got = claim_for_worker(
+                other, MoBatch, MoBatch.state == "finished", key=BATCH_WORK_KEY, limit=5, lock_wait_s=0.2
+            )
+            assert [r.mo_id for r in got] == ["WH/MO/00001"]
+            assert other.scalar(sa.text("SELECT current_setting('lock_timeout')")) == "0"  # restored
