@@ -35,6 +35,7 @@ from shared.plc.memory_map import AreaName, MemoryMap, load_memory_map, with_act
 from shared.plc.snapshot import decode_area
 
 from . import handshake
+from .area_poll import BlockAssembler, area_topic, plan_reads
 from .handshake import PlcIO, Reply, WriteNotAllowed
 from .metrics import GatewayMetrics
 from .publisher import SnapshotTracker, snapshot_message
@@ -73,6 +74,7 @@ class Gateway:
             on_connected=self._on_connected,
             birth=self._status_body(),
         )
+        self.poll_plan = plan_reads(self.map, settings.fins_chunk_words, per_slot=settings.poll_mode == "slot")
         self.fins = FinsClient(
             host=settings.plc_host,
             port=settings.plc_port,
@@ -141,30 +143,32 @@ class Gateway:
     # ------------------------------------------------------------------ polling
 
     async def poll_once(self) -> None:
-        areas: list[tuple[AreaName, int, str]] = []
-        for slot in self.map.slots():
-            areas.append(("read_slot", slot, self.topics.plc_read(slot)))
-            areas.append(("write_slot", slot, self.topics.plc_write(slot)))
-        areas.append(("failure", 1, self.topics.plc_failure))
-        for area, slot, topic in areas:
+        """One poll: one FINS read per area (see area_poll.py); commands run between the reads."""
+        assembler = BlockAssembler(self.map)
+        for read in self.poll_plan:
             started = time.perf_counter()
-            words = await self.fins.read_words(self.map.base_address(area, slot), self.map.layout_of(area).words)
+            words = await self.fins.read_words(read.address, read.count)
             self.metrics.fins_rtt.observe(time.perf_counter() - started)
-            snap = decode_area(self.map, area, slot, words)
-            decision = self.tracker.observe(topic, snap, time.monotonic())
-            if decision is None:
-                continue
-            changed, heartbeat, seq = decision
-            if changed and not snap.valid:
-                self.metrics.invalid_snapshots.labels(area).inc()
-                log.warning(
-                    "invalid snapshot rejected",
-                    extra={"area": area, "slot": slot, "errors": list(snap.errors[:5])},
-                )
-            if self.link.publish_json(topic, snapshot_message(snap, seq, heartbeat), retain=True):
-                self.metrics.published.labels(area).inc()
-            else:
-                self.tracker.forget(topic)  # not delivered: publish again once the broker is back
+            for area, slot, block in assembler.add(read, words):
+                self._publish_block(area, slot, block)
+
+    def _publish_block(self, area: AreaName, slot: int, words: list[int]) -> None:
+        topic = area_topic(self.topics, self.map, area, slot)
+        snap = decode_area(self.map, area, slot, words)
+        decision = self.tracker.observe(topic, snap, time.monotonic())
+        if decision is None:
+            return
+        changed, heartbeat, seq = decision
+        if changed and not snap.valid:
+            self.metrics.invalid_snapshots.labels(area).inc()
+            log.warning(
+                "invalid snapshot rejected",
+                extra={"area": area, "slot": slot, "errors": list(snap.errors[:5])},
+            )
+        if self.link.publish_json(topic, snapshot_message(snap, seq, heartbeat), retain=True):
+            self.metrics.published.labels(area).inc()
+        else:
+            self.tracker.forget(topic)  # not delivered: publish again once the broker is back
 
     async def poll_loop(self, stop: asyncio.Event) -> None:
         interval = self.settings.poll_interval_ms / 1000

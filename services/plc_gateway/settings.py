@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -22,7 +23,12 @@ class GatewaySettings(ServiceSettings):
     fins_local_port: int = Field(default=0, ge=0, le=65535, description="0 = ephemeral; 9600 for static mapping")
     fins_timeout_ms: int = Field(default=1000, ge=50, le=30000)
     fins_retries: int = Field(default=2, ge=0, le=10)
-    fins_chunk_words: int = Field(default=990, ge=1, le=999)
+    fins_chunk_words: int = Field(
+        default=990, ge=1, le=999, description="largest read; a poll splits an area only beyond it"
+    )
+    poll_mode: Literal["area", "slot"] = Field(
+        default="area", description="area: one read per mapped area; slot: one per slot block (comparison only)"
+    )
     plc_map: Path = DEFAULT_MAP_PATH
     plc_slots: int | None = Field(default=None, ge=1, le=99, description="overrides the map's active_slots")
     poll_interval_ms: int = Field(default=500, ge=20, le=60000)

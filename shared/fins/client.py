@@ -20,6 +20,7 @@ so what the PLC sees is all of it or none of it.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import socket
 import time
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from typing import Self
 from shared.fins import frames
 from shared.fins.endcodes import EndCodeKind
 from shared.fins.errors import FinsNotConnected, FinsProtocolError, FinsTimeout, end_code_error
-from shared.fins.frames import ControllerData, ControllerStatus, Reply, Request, Route
+from shared.fins.frames import ControllerData, ControllerStatus, CycleTime, Reply, Request, Route
 from shared.fins.stats import FinsStats
 
 SID_MIN, SID_MAX = 1, 255
@@ -196,6 +197,15 @@ class FinsClient:
     async def controller_status(self, *, retries: int | None = None) -> ControllerStatus:
         reply = await self._execute(frames.controller_status_read(), retries, "controller status")
         return frames.decode_controller_status(reply.data)
+
+    async def cycle_time(self, *, retries: int | None = None) -> CycleTime:
+        reply = await self._execute(frames.cycle_time_read(), retries, "cycle time")
+        return frames.decode_cycle_time(reply.data)
+
+    async def clock(self, *, retries: int | None = None) -> datetime.datetime:
+        """The PLC's wall clock, naive (the plant's local time)."""
+        reply = await self._execute(frames.clock_read(), retries, "clock")
+        return frames.decode_clock(reply.data)
 
     # ------------------------------------------------------------------ request engine
 

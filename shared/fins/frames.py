@@ -7,6 +7,7 @@ The simulator uses the command-side parsers here too; golden frames, tshark and 
 
 from __future__ import annotations
 
+import datetime
 import re
 import struct
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ MEMORY_AREA_WRITE = 0x0102
 MULTIPLE_MEMORY_AREA_READ = 0x0104
 CONTROLLER_DATA_READ = 0x0501
 CONTROLLER_STATUS_READ = 0x0601
+CYCLE_TIME_READ = 0x0620
+CLOCK_READ = 0x0701
 
 # Limits over Ethernet (reference A4): 2000 bytes of parameters per command, 1998 bytes of reply data.
 MAX_READ_WORDS = 999
@@ -38,6 +41,9 @@ MAX_MULTIPLE_ITEMS = 167
 
 CONTROLLER_DATA_LEN = 80  # model (20) + version (20) + system use (40), for parameter 00
 CONTROLLER_STATUS_LEN = 26  # status, mode, fatal(2), non-fatal(2), messages(2), FAL/FALS(2), message(16)
+CYCLE_TIME_LEN = 12  # average, max, min: 4 bytes each, binary, units of 0.1 ms
+CLOCK_LEN = 7  # year, month, day, hour, minute, second (BCD), day of week (0 = Sunday)
+CYCLE_TIME_READ_VALUES = 0x01  # 0620 parameter: 00 initialises the statistics, 01 reads them
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +178,15 @@ def controller_status_read() -> Request:
     return Request(CONTROLLER_STATUS_READ, b"", CONTROLLER_STATUS_LEN)
 
 
+def cycle_time_read() -> Request:
+    """0620 with parameter 01: read average, maximum and minimum cycle time (00 would reset them)."""
+    return Request(CYCLE_TIME_READ, bytes([CYCLE_TIME_READ_VALUES]), CYCLE_TIME_LEN)
+
+
+def clock_read() -> Request:
+    return Request(CLOCK_READ, b"", CLOCK_LEN)
+
+
 def encode_command(route: Route, sid: int, request: Request, *, gct: int = DEFAULT_GCT) -> bytes:
     if not 0 <= sid <= 0xFF:
         raise ValueError(f"SID {sid} does not fit a byte")
@@ -303,5 +318,62 @@ def decode_controller_status(data: bytes) -> ControllerStatus:
     return ControllerStatus(status, mode, fatal, non_fatal, messages, fal, _ascii(data[10:26]))
 
 
-def encode_controller_status(status: int, mode: int, message: str = "") -> bytes:
-    return struct.pack(">BBHHHH", status, mode, 0, 0, 0, 0) + message.encode("ascii")[:16].ljust(16, b"\x00")
+def encode_controller_status(
+    status: int, mode: int, message: str = "", *, fatal_error: int = 0, non_fatal_error: int = 0
+) -> bytes:
+    head = struct.pack(">BBHHHH", status, mode, fatal_error, non_fatal_error, 0, 0)
+    return head + message.encode("ascii")[:16].ljust(16, b"\x00")
+
+
+@dataclass(frozen=True, slots=True)
+class CycleTime:
+    """0620 reply: cycle times in milliseconds (the PLC counts in 0.1 ms)."""
+
+    average_ms: float
+    max_ms: float
+    min_ms: float
+
+
+def decode_cycle_time(data: bytes) -> CycleTime:
+    if len(data) != CYCLE_TIME_LEN:
+        raise FinsProtocolError(f"cycle time reply has {len(data)} bytes, expected {CYCLE_TIME_LEN}")
+    average, maximum, minimum = struct.unpack(">III", data)
+    return CycleTime(average / 10, maximum / 10, minimum / 10)
+
+
+def encode_cycle_time(average_ms: float, max_ms: float, min_ms: float) -> bytes:
+    return struct.pack(">III", *(max(0, round(v * 10)) for v in (average_ms, max_ms, min_ms)))
+
+
+def _from_bcd(byte: int, what: str) -> int:
+    hi, lo = byte >> 4, byte & 0x0F
+    if hi > 9 or lo > 9:
+        raise FinsProtocolError(f"clock {what} 0x{byte:02X} is not BCD")
+    return 10 * hi + lo
+
+
+def _to_bcd(value: int) -> int:
+    if not 0 <= value <= 99:
+        raise ValueError(f"{value} does not fit two BCD digits")
+    return (value // 10) << 4 | value % 10
+
+
+def decode_clock(data: bytes) -> datetime.datetime:
+    """0701 reply -> the PLC's wall time, naive (the PLC keeps no timezone). Years 98/99 are 1998/1999."""
+    if len(data) != CLOCK_LEN:
+        raise FinsProtocolError(f"clock reply has {len(data)} bytes, expected {CLOCK_LEN}")
+    names = ("year", "month", "day", "hour", "minute", "second")
+    year, month, day, hour, minute, second = (_from_bcd(b, n) for b, n in zip(data[:6], names, strict=True))
+    if data[6] > 6:
+        raise FinsProtocolError(f"clock day of week {data[6]} outside 0..6")
+    try:
+        return datetime.datetime(1900 + year if year >= 98 else 2000 + year, month, day, hour, minute, second)
+    except ValueError as exc:
+        raise FinsProtocolError(f"clock reads an impossible date: {exc}") from None
+
+
+def encode_clock(when: datetime.datetime) -> bytes:
+    if not 1998 <= when.year <= 2097:
+        raise ValueError(f"year {when.year} outside the PLC clock's 1998..2097")
+    fields = (when.year % 100, when.month, when.day, when.hour, when.minute, when.second)
+    return bytes(_to_bcd(v) for v in fields) + bytes([(when.weekday() + 1) % 7])

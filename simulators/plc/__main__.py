@@ -14,6 +14,7 @@ from pathlib import Path
 
 from simulators.plc.faults import Faults
 from simulators.plc.program import ProgramConfig
+from simulators.plc.scan import DEFAULT_COMMANDS_PER_SCAN, default_scan_ms
 from simulators.plc.server import SimConfig, start_simulator
 
 
@@ -35,6 +36,13 @@ def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text} must be > 0")
+    return value
+
+
+def _scan_ms(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text} outside 0..1000 ms")
     return value
 
 
@@ -60,6 +68,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wrong-sid", type=_probability, default=0.0, help="probability a reply carries a wrong SID")
     p.add_argument("--armed", action=argparse.BooleanOptionalAction, default=True, help="start with W = 1")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--scan-ms",
+        type=_scan_ms,
+        default=None,
+        help="PLC scan time: FINS is served at the end of a scan (default PLC_SIM_SCAN_MS or 10; 0 = instant)",
+    )
+    p.add_argument(
+        "--commands-per-scan", type=int, default=DEFAULT_COMMANDS_PER_SCAN, help="FINS commands served per scan"
+    )
+    p.add_argument("--timezone", default=None, help="PLC clock zone (default PLANT_TIMEZONE or Asia/Jakarta)")
+    p.add_argument("--clock-offset", type=float, default=0.0, help="PLC clock minus real time, seconds")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -88,6 +107,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         control_port=args.control_port,
         armed=args.armed,
         seed=args.seed,
+        scan_ms=default_scan_ms() if args.scan_ms is None else args.scan_ms,
+        commands_per_scan=args.commands_per_scan,
+        timezone=args.timezone,
+        clock_offset_s=args.clock_offset,
     )
 
 

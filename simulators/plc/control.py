@@ -7,6 +7,8 @@ POST /faults    {drop, drop_reply, duplicate, delay_ms, wrong_sid, end_code, end
 POST /reboot    {armed?: false}              clear all memory (a fresh PLC holds W = 0)
 POST /arm                                    W = 1 on every active slot
 POST /words     {address, words}             plant words directly (bypasses FINS and the program)
+GET  /plc                                    mode, clock, scan statistics (simulators/plc/scan.py)
+POST /plc       {mode?, clock_offset_s?, fatal_error?, non_fatal_error?}   the CPU as 0601/0701 report it
 Every handler runs on the simulator's event loop (Simulator.run_on_loop), so state stays single-threaded.
 """
 
@@ -92,6 +94,13 @@ def handle(sim: Simulator, method: str, path: str, query: dict[str, list[str]], 
             except IndexError as exc:
                 raise BadRequest(str(exc)) from None
             return {"ok": True, "address": address, "count": len(words)}
+        case "GET", "/plc":
+            return sim.plc_state()
+        case "POST", "/plc":
+            try:
+                return sim.set_plc(doc)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
     raise NotFound(f"{method} {path}")
 
 

@@ -8,9 +8,11 @@ in any mode), so the gateway's mode-error path can be exercised.
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from shared.fins import frames
 from simulators.plc.memory import DataMemory
@@ -30,6 +32,20 @@ UNDEFINED_COMMAND = 0x0401
 MODE_PROGRAM = 0x2203
 
 
+class Diagnostics(Protocol):
+    """What 0601 (besides PROGRAM mode), 0620 and 0701 report: the scan model owns it (simulators/plc/scan.py)."""
+
+    def status_words(self) -> tuple[int, int, int]:
+        """(mode code, fatal error flags, non-fatal error flags) while not in PROGRAM mode."""
+        ...
+
+    def cycle_times_ms(self) -> tuple[float, float, float]: ...
+
+    def reset_cycle_times(self) -> None: ...
+
+    def clock_now(self) -> dt.datetime: ...
+
+
 @dataclass(frozen=True)
 class Result:
     end_code: int
@@ -37,8 +53,15 @@ class Result:
 
 
 class CommandHandler:
-    def __init__(self, memory: DataMemory, model: str = "CJ2M-CPU33", version: str = "02.01") -> None:
+    def __init__(
+        self,
+        memory: DataMemory,
+        model: str = "CJ2M-CPU33",
+        version: str = "02.01",
+        diagnostics: Diagnostics | None = None,
+    ) -> None:
         self.memory = memory
+        self.diagnostics = diagnostics
         self.model = model
         self.version = version
 
@@ -57,9 +80,38 @@ class CommandHandler:
             case frames.CONTROLLER_STATUS_READ:
                 if params:
                     return Result(TOO_LONG)
-                status, mode = (0x00, frames.MODE_PROGRAM) if program_mode else (0x01, frames.MODE_RUN)
-                return Result(OK, frames.encode_controller_status(status, mode))
+                return self._status(program_mode)
+            case frames.CYCLE_TIME_READ:
+                return self._cycle_time(params)
+            case frames.CLOCK_READ:
+                if params:
+                    return Result(TOO_LONG)
+                now = (
+                    self.diagnostics.clock_now() if self.diagnostics else dt.datetime.now().replace(microsecond=0)
+                )
+                return Result(OK, frames.encode_clock(now))
         return Result(UNDEFINED_COMMAND)
+
+    def _status(self, program_mode: bool) -> Result:
+        mode, fatal, non_fatal = self.diagnostics.status_words() if self.diagnostics else (frames.MODE_RUN, 0, 0)
+        if program_mode:
+            mode = frames.MODE_PROGRAM
+        status = 0x00 if mode == frames.MODE_PROGRAM else 0x01
+        return Result(
+            OK, frames.encode_controller_status(status, mode, fatal_error=fatal, non_fatal_error=non_fatal)
+        )
+
+    def _cycle_time(self, params: bytes) -> Result:
+        if len(params) != 1:
+            return Result(TOO_SHORT if not params else TOO_LONG)
+        if params[0] not in (0x00, frames.CYCLE_TIME_READ_VALUES):
+            return Result(PARAMETER_ERROR)
+        if params[0] == 0x00:  # initialise the statistics: no reply data
+            if self.diagnostics:
+                self.diagnostics.reset_cycle_times()
+            return Result(OK)
+        times = self.diagnostics.cycle_times_ms() if self.diagnostics else (0.0, 0.0, 0.0)
+        return Result(OK, frames.encode_cycle_time(*times))
 
     def _item(self, raw: bytes, offset: int) -> tuple[int, int] | int:
         """(address, bit) of a 4-byte item or an end code."""

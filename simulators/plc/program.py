@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -103,6 +103,7 @@ class PlcProgram:
         self.slots = {n: SlotState(n) for n in mmap.slots()}
         self.failures = FailureState()
         self.reboots = 0
+        self.clock: Callable[[], time.struct_time] = time.localtime  # the PLC clock (the simulator sets it)
 
     # ------------------------------------------------------------------ power-up / reboot
 
@@ -283,7 +284,7 @@ class PlcProgram:
         layout = self.map.layout_of("failure")
         code = equipment or self.rng.choice(self.map.equipment_codes)
         text = description or self.rng.choice(FAILURE_DESCRIPTIONS)
-        now = time.localtime()
+        now = self.clock()
         values: dict[str, Any] = {
             "equipment_code": code,
             "description": text,

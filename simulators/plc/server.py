@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime as dt
 import logging
 import random
 import threading
@@ -24,6 +25,14 @@ from simulators.plc.faults import Faults
 from simulators.plc.fins_handler import CommandHandler, Result
 from simulators.plc.memory import DataMemory
 from simulators.plc.program import PlcProgram, ProgramConfig
+from simulators.plc.scan import (
+    DEFAULT_COMMANDS_PER_SCAN,
+    MODES,
+    PlcClock,
+    PlcStatus,
+    ScanCycle,
+    default_scan_ms,
+)
 
 log = logging.getLogger("plc_sim")
 T = TypeVar("T")
@@ -42,7 +51,10 @@ class SimConfig:
     control_port: int | None = None  # None = no control server, 0 = ephemeral
     armed: bool = True
     seed: int | None = None
-    scan_ms: float = 10.0
+    scan_ms: float = field(default_factory=default_scan_ms)  # 0 = instant replies (see scan.py)
+    commands_per_scan: int = DEFAULT_COMMANDS_PER_SCAN
+    timezone: str | None = None  # the PLC clock's zone (None: PLANT_TIMEZONE, else Asia/Jakarta)
+    clock_offset_s: float = 0.0
 
 
 @dataclass
@@ -86,8 +98,12 @@ class Simulator:
         self.memory = DataMemory()
         self.faults = config.faults
         self.counters = FinsCounters()
-        self.handler = CommandHandler(self.memory)
+        self.clock = PlcClock(config.timezone, config.clock_offset_s)
+        self.status = PlcStatus()
+        self.handler = CommandHandler(self.memory, diagnostics=self)
         self.program = PlcProgram(self.memory, self.map, config.program, random.Random(seed))
+        self.program.clock = self.clock.localtime  # failure times come from the PLC clock
+        self.scan = ScanCycle(config.scan_ms, config.commands_per_scan, self._program_scan, self._process)
         self._fault_rng = random.Random(None if seed is None else seed + 1)
         self._transport: asyncio.DatagramTransport | None = None
         self._scan_task: asyncio.Task[None] | None = None
@@ -104,7 +120,7 @@ class Simulator:
             lambda: _FinsPort(self), local_addr=(self.config.host, self.config.port)
         )
         self._transport = transport
-        self._scan_task = asyncio.create_task(self._scan_loop(), name="plc-sim-scan")
+        self._scan_task = asyncio.create_task(self.scan.run(), name="plc-sim-scan")
         if self.config.control_port is not None:
             from simulators.plc.control import ControlServer
 
@@ -157,25 +173,73 @@ class Simulator:
 
     # ------------------------------------------------------------------ the scan
 
-    async def _scan_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        while True:
-            await asyncio.sleep(self.config.scan_ms / 1000)
-            now = loop.time()
-            dt, last = now - last, now
-            if self.faults.program_mode:
-                continue  # PROGRAM mode: the ladder does not run
-            try:
-                self.program.scan(dt)
-            except Exception:  # a bug in one scan must not stop the PLC
-                log.exception("PLC program scan failed")
+    def _program_scan(self, dt: float) -> None:
+        if self.faults.program_mode:
+            return  # PROGRAM mode: the ladder does not run
+        self.program.scan(dt)
+
+    # ------------------------------------------------------------------ diagnostics (0601, 0620, 0701)
+
+    @property
+    def mode(self) -> str:
+        return "PROGRAM" if self.faults.program_mode else self.status.mode
+
+    def status_words(self) -> tuple[int, int, int]:
+        return MODES[self.mode], self.status.fatal_error, self.status.non_fatal_error
+
+    def cycle_times_ms(self) -> tuple[float, float, float]:
+        return self.scan.stats.milliseconds()
+
+    def reset_cycle_times(self) -> None:
+        self.scan.stats.reset()
+
+    def clock_now(self) -> dt.datetime:
+        return self.clock.now()
+
+    def set_plc(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Operator view of the CPU (control API): mode RUN/MONITOR/PROGRAM, clock offset, error flags."""
+        unknown = set(doc) - {"mode", "clock_offset_s", "fatal_error", "non_fatal_error"}
+        if unknown:
+            raise ValueError(f"unknown PLC fields: {sorted(unknown)}")
+        mode = doc.get("mode")
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)}")
+        offset = doc.get("clock_offset_s")
+        if offset is not None and (not isinstance(offset, int | float) or isinstance(offset, bool)):
+            raise ValueError("clock_offset_s must be a number of seconds")
+        flags = {k: doc[k] for k in ("fatal_error", "non_fatal_error") if k in doc}
+        for name, value in flags.items():
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF:
+                raise ValueError(f"{name} must be a 16-bit integer")
+        if mode is not None:
+            self.faults.program_mode = mode == "PROGRAM"
+            if mode != "PROGRAM":
+                self.status.mode = mode
+        if offset is not None:
+            self.clock.offset_s = float(offset)
+        for name, value in flags.items():
+            setattr(self.status, name, value)
+        return self.plc_state()
+
+    def plc_state(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "clock": self.clock.now().isoformat(),
+            "clock_offset_s": self.clock.offset_s,
+            "fatal_error": self.status.fatal_error,
+            "non_fatal_error": self.status.non_fatal_error,
+            **self.scan.state(),
+        }
 
     # ------------------------------------------------------------------ the FINS port
 
     def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.counters.datagrams += 1
+        self.scan.submit(data, addr)
+
+    def _process(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Serve one datagram (at the end of a scan, or at once when the scan model is off)."""
         c = self.counters
-        c.datagrams += 1
         try:
             header, command, params = frames.parse_command(data)
         except FinsProtocolError:
@@ -240,7 +304,8 @@ class Simulator:
         return {
             "node": self.config.node,
             "port": self.port,
-            "mode": "PROGRAM" if self.faults.program_mode else "RUN",
+            "mode": self.mode,
+            "plc": self.plc_state(),
             "map_version": self.map.version,
             "active_slots": self.map.active_slots,
             **self.program.state(),
@@ -307,6 +372,9 @@ class SimHandle:
 
     def reboot(self, armed: bool = False) -> None:
         self.call(lambda: self.sim.reboot(armed))
+
+    def set_plc(self, **doc: Any) -> dict[str, Any]:
+        return self.call(lambda: self.sim.set_plc(doc))
 
     def stop(self) -> None:
         if not self.thread.is_alive():

@@ -241,7 +241,9 @@ HEADER = "80 00 02 00 01 00 00 14 00 21"  # DA1 1, SA1 20, SID 0x21
         ("01 04 82 17 70", 0x1003),
         ("06 01 00", 0x1001),
         ("04 01 FF FF 02", 0x0401),  # RUN: not accepted by the simulator
-        ("07 01", 0x0401),
+        ("07 01 00", 0x1001),  # clock read takes no parameters
+        ("06 20 02", 0x110C),  # cycle time: 00 reset, 01 read
+        ("07 02", 0x0401),  # clock write: not simulated
     ],
 )
 def test_raw_end_codes(sim: SimHandle, body: str, end_code: int) -> None:

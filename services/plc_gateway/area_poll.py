@@ -1,0 +1,139 @@
+"""Whole-area polling: which FINS reads one poll makes, and how each read is cut into slot blocks. Pure.
+
+A CJ2M serves FINS at the end of a scan (one or two scans per command), so a poll costs PLC scans, not bytes.
+The gateway therefore reads each mapped area in ONE `0101` read: all active READ slots (D6000 .. D6976 for 10
+slots: 977 words, inside the 999-word limit), all active WRITE slots, the failure area, and any area the map
+adds. Three commands per poll whatever the slot count. An area is split only when its span exceeds the chunk
+limit (`FINS_CHUNK_WORDS`), and then at slot boundaries, so a slot's block always comes from one read (one
+scan); a single block larger than the limit is split into pieces (the map would have to allow that).
+
+`per_slot=True` keeps the old plan (one read per slot block, 2N + 1 per poll) for comparisons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from shared.mqtt.topics import Topics
+from shared.plc.memory_map import AreaName, MemoryMap
+
+SLOT_AREAS: tuple[str, ...] = ("read_slot", "write_slot")
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Words [at, at + words) of a read are words [block_offset, ...) of one area block (area, slot)."""
+
+    area: AreaName
+    slot: int
+    at: int
+    block_offset: int
+    words: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRead:
+    address: int
+    count: int
+    pieces: tuple[Piece, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    area: AreaName
+    slot: int
+    address: int
+    words: int
+
+
+def polled_slots(m: MemoryMap, area: AreaName) -> range:
+    """The batch slot areas poll the active slots; any other area every slot it has (usually one)."""
+    if area in SLOT_AREAS:
+        return m.slots()
+    return range(1, m.areas[area].slot_capacity + 1)
+
+
+def area_topic(topics: Topics, m: MemoryMap, area: AreaName, slot: int) -> str:
+    """Where a block's snapshot is published: plc/read/N, plc/write/N, plc/failure, else plc/<area>[/N]."""
+    if area == "read_slot":
+        return topics.plc_read(slot)
+    if area == "write_slot":
+        return topics.plc_write(slot)
+    if area == "failure":
+        return topics.plc_failure
+    base = f"{topics.root}/plc/{area}"
+    return f"{base}/{slot}" if m.areas[area].slot_capacity > 1 else base
+
+
+def _blocks(m: MemoryMap, area: AreaName) -> list[_Block]:
+    words = m.layout_of(area).words
+    return [_Block(area, slot, m.base_address(area, slot), words) for slot in polled_slots(m, area)]
+
+
+def _split(block: _Block, chunk_words: int) -> Iterator[PlannedRead]:
+    for offset in range(0, block.words, chunk_words):
+        n = min(chunk_words, block.words - offset)
+        yield PlannedRead(block.address + offset, n, (Piece(block.area, block.slot, 0, offset, n),))
+
+
+def _group(blocks: Sequence[_Block], chunk_words: int) -> Iterator[PlannedRead]:
+    group: list[_Block] = []
+
+    def flush() -> PlannedRead:
+        first = group[0].address
+        pieces = tuple(Piece(b.area, b.slot, b.address - first, 0, b.words) for b in group)
+        return PlannedRead(first, group[-1].address + group[-1].words - first, pieces)
+
+    for block in blocks:
+        if block.words > chunk_words:
+            if group:
+                yield flush()
+                group = []
+            yield from _split(block, chunk_words)
+            continue
+        if group and block.address + block.words - group[0].address > chunk_words:
+            yield flush()
+            group = []
+        group.append(block)
+    if group:
+        yield flush()
+
+
+def plan_reads(m: MemoryMap, chunk_words: int, *, per_slot: bool = False) -> list[PlannedRead]:
+    """The reads of one poll, area by area in map order."""
+    if chunk_words < 1:
+        raise ValueError(f"chunk_words {chunk_words} must be >= 1")
+    reads: list[PlannedRead] = []
+    for area in m.areas:
+        blocks = sorted(_blocks(m, area), key=lambda b: b.address)
+        if per_slot:
+            for block in blocks:
+                reads.extend(_group([block], chunk_words))
+        else:
+            reads.extend(_group(blocks, chunk_words))
+    return reads
+
+
+class BlockAssembler:
+    """Collects the words of each block across the reads of one poll; a block is done when all words came."""
+
+    def __init__(self, m: MemoryMap) -> None:
+        self.map = m
+        self._parts: dict[tuple[AreaName, int], dict[int, list[int]]] = {}
+
+    def add(self, read: PlannedRead, words: Sequence[int]) -> list[tuple[AreaName, int, list[int]]]:
+        """Feed one read's words; returns the blocks (area, slot, words) completed by it, in read order."""
+        if len(words) != read.count:
+            raise ValueError(f"read of D{read.address} returned {len(words)} words, expected {read.count}")
+        done: list[tuple[AreaName, int, list[int]]] = []
+        for p in read.pieces:
+            key = (p.area, p.slot)
+            parts = self._parts.setdefault(key, {})
+            parts[p.block_offset] = list(words[p.at : p.at + p.words])
+            size = self.map.layout_of(p.area).words
+            if sum(len(v) for v in parts.values()) == size:
+                block = [w for offset in sorted(parts) for w in parts[offset]]
+                del self._parts[key]
+                done.append((p.area, p.slot, block))
+        return done
