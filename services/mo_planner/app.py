@@ -27,6 +27,7 @@ from shared.db.columns import target_column
 from shared.db.models import MoBatch
 from shared.db.repo import (
     actuals_of,
+    archived_fingerprints,
     archived_statuses,
     audit,
     batch_by_mo,
@@ -42,6 +43,7 @@ from shared.mqtt.payloads import iso, utc_now
 from shared.odoo.client import OdooClient
 from shared.odoo.mapping import mo_to_batch
 from shared.odoo.models import Mo
+from shared.plc.fingerprint import result_fingerprint
 from shared.plc.memory_map import MemoryMap
 
 from .odoo_feed import OdooFeed
@@ -50,7 +52,9 @@ from .settings import PlannerSettings
 
 log = logging.getLogger("mo_planner")
 SERVICE = "mo_planner"
-LOST_AFTER_S = 10.0  # a written batch absent from both sides of its slot this long after the write is lost
+# A written batch is lost when both sides of its slot read empty at least this long after the write (as read by
+# the PLC then, not as cached here: a link outage or a gateway restart is not evidence).
+LOST_AFTER_S = 10.0
 TICK_S = 0.25  # periodic work (resends, Odoo refill, dispatch safety net); messages are handled at once
 REFILL_GAP_S = 1.0  # the queue ran short: ask Odoo again at most this often
 IDLE_REPOLL_S = 5.0  # Odoo had nothing new (or failed): ask again at most this often
@@ -190,20 +194,33 @@ class Planner:
             float(row.actual_weight_quantity_finished_goods) if row.actual_weight_quantity_finished_goods else None
         )
         return row, Expected(
-            row.mo_id, row.slot, row.state, actuals_of(row), weight, row.write_request_id is not None
+            row.mo_id,
+            row.slot,
+            row.state,
+            actuals_of(row),
+            weight,
+            row.write_request_id is not None,
+            fingerprint=row.result_fingerprint,
+            attention_from=row.attention_from,
         )
 
     def on_read(self, slot: int, snap: dict[str, Any]) -> None:
         fields = snap.get("fields") or {}
         mo_id = fields.get("mo_id") if snap.get("valid") else None
-        send_ack = False
+        seen = self._fingerprint(snap)
+        ack: str | None = None
         event: tuple[BatchEvent, dict[str, Any]] | None = None
         with transaction(self.db) as session:
             row, expected = self._expected(session, mo_id)
             archived = row is None and isinstance(mo_id, str) and bool(archived_statuses(session, mo_id))
-            decision = on_read_snapshot(snap, expected, archived=archived)
+            stored = archived_fingerprints(session, mo_id) if archived and isinstance(mo_id, str) else set()
+            decision = on_read_snapshot(
+                snap, expected, fingerprint=seen, archived=archived, archived_fingerprints=stored
+            )
             if decision.adopt and row is not None:
                 self._adopt(session, row, slot)
+            if decision.recover and row is not None and row.attention_from is not None:
+                move(session, row, row.attention_from, actor=SERVICE, reason=decision.reason, slot=slot)
             if decision.action is Action.ALARM:
                 self._alarm(slot, snap, decision.reason)
             elif decision.action is Action.RUNNING and row is not None:
@@ -212,25 +229,32 @@ class Planner:
                     row.started_at = row.started_at or now()
                     event = ("running", {})
                 set_actuals(row, fields["consumption"])
-            elif decision.action in (Action.FINISH, Action.FAIL) and row is not None:
+            elif decision.action in (Action.FINISH, Action.FAIL) and row is not None and seen is not None:
                 target: BatchEvent = "finished" if decision.action is Action.FINISH else "failed"
                 set_actuals(row, fields["consumption"])
                 row.actual_weight_quantity_finished_goods = Decimal(str(round(fields["weight_finished_good"], 2)))
                 row.status_manufacturing = fields["status_manufacturing"] == 1
                 row.status_operation = fields["status_operation"] == 1
+                row.result_fingerprint = seen
                 row.finished_at = now()
                 move(session, row, target, actor=SERVICE, reason=decision.reason, slot=slot)
                 self.metrics.finished.labels(target).inc()
                 event = (target, {"weight": fields["weight_finished_good"]})
-                send_ack = True
+                ack = seen
             elif decision.action is Action.ACK:
-                send_ack = True
-        # Committed: only now may the PLC be told that the result is stored.
+                ack = seen
+        # Committed: only now may the PLC be told that the result is stored, and only that result.
         if event and mo_id:
             self._event(event[0], mo_id, slot, **event[1])
-        if send_ack and mo_id:
-            self._send_ack(slot, mo_id)
+        if ack is not None and mo_id:
+            self._send_ack(slot, mo_id, ack)
         self.dispatch()
+
+    def _fingerprint(self, snap: dict[str, Any]) -> str | None:
+        words = snap.get("words")
+        if not snap.get("valid") or snap.get("empty") or not isinstance(words, list):
+            return None
+        return result_fingerprint(words, self.map.layout_of("read_slot").flag_offset)
 
     def on_write(self, slot: int, snap: dict[str, Any]) -> None:
         fields = snap.get("fields") or {}
@@ -362,11 +386,18 @@ class Planner:
 
     def _detect_lost_batches(self) -> None:
         """A batch written to a slot whose WRITE and READ sides both read empty long after the write was lost
-        by the PLC (a reboot or a cleared memory): never re-dose it silently, hand it to an operator."""
+        by the PLC (a reboot or a cleared memory): never re-dose it silently, hand it to an operator.
+
+        Evidence is the gateway's read time (`ts`) of both empty snapshots, not when they reached us: a cached
+        snapshot from before the write, or a PLC link outage that stops all snapshots, proves nothing."""
         for slot in self.map.slots():
             w, r = self.write_snaps.get(slot), self.read_snaps.get(slot)
             if not (w and r and w.get("valid") and r.get("valid") and w.get("empty") and r.get("empty")):
                 continue
+            read_at = [_snapshot_time(w), _snapshot_time(r)]
+            if read_at[0] is None or read_at[1] is None:
+                continue
+            evidence_at = min(read_at[0], read_at[1])
             lost: list[str] = []
             with transaction(self.db) as session:
                 rows = session.scalars(
@@ -374,7 +405,7 @@ class Planner:
                     .where(
                         MoBatch.slot == slot,
                         MoBatch.state.in_([s.value for s in ON_PLC]),
-                        MoBatch.written_at < func.now() - dt.timedelta(seconds=LOST_AFTER_S),
+                        MoBatch.written_at <= evidence_at - dt.timedelta(seconds=LOST_AFTER_S),
                     )
                     .with_for_update()
                 ).all()
@@ -510,10 +541,11 @@ class Planner:
 
     # ------------------------------------------------------------------ outputs
 
-    def _send_ack(self, slot: int, mo_id: str) -> None:
+    def _send_ack(self, slot: int, mo_id: str, fingerprint: str) -> None:
         if any(p.command == "ack_slot" and p.mo_id == mo_id for p in self.pending.values()):
             return
-        p = Pending("ack_slot", f"ack-{uuid.uuid4().hex}", mo_id, slot, {"slot": slot, "mo_id": mo_id})
+        body = {"slot": slot, "mo_id": mo_id, "fingerprint": fingerprint}
+        p = Pending("ack_slot", f"ack-{uuid.uuid4().hex}", mo_id, slot, body)
         self.pending[p.request_id] = p
         self._publish_command(p)
 
@@ -535,3 +567,15 @@ class Planner:
         self.metrics.alarms.inc()
         log.error("snapshot not applied", extra={"slot": slot, "reason": reason})
         self._event("alarm", (snap.get("fields") or {}).get("mo_id"), slot, reason=reason)
+
+
+def _snapshot_time(snap: dict[str, Any]) -> dt.datetime | None:
+    """When the gateway read the snapshot (its envelope `ts`), or None if absent or malformed."""
+    ts = snap.get("ts")
+    if not isinstance(ts, str):
+        return None
+    try:
+        at = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None

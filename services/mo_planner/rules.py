@@ -5,7 +5,7 @@ the batch the database expects in that slot. The service shell applies them (SQL
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -26,6 +26,8 @@ class Expected:
     actuals: Mapping[str, float]
     weight: float | None
     request_sent: bool = False  # a write_batch for this row was sent; its reply may have been lost
+    fingerprint: str | None = None  # of the final result stored (None: no result stored)
+    attention_from: str | None = None  # the state an `attention` row came from
 
     def on_plc(self, slot: int) -> bool:
         """Written to this slot, or queued for it with a request whose reply never arrived (a crash or a lost
@@ -42,7 +44,7 @@ class Action(Enum):
     RUNNING = "running"  # dosing started / actuals changed
     FINISH = "finish"  # status_manufacturing = 1: store final values, then ack
     FAIL = "fail"  # status_operation = 1 before finish: store, then ack; Odoo cancel follows
-    ACK = "ack"  # already stored as ended, R still 0: (re)send the acknowledgement
+    ACK = "ack"  # the slot holds exactly the stored result, R still 0: (re)send the acknowledgement
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Decision:
     action: Action
     reason: str = ""
     adopt: bool = False  # the row is still `queued`: record it as written first (queued -> written)
+    # The row is in `attention` as lost on the PLC, but the PLC shows it: back to the state it came from first.
+    recover: bool = False
 
 
 def slot_free(
@@ -91,25 +95,51 @@ def on_write_snapshot(msg: Mapping[str, Any], expected: Expected | None) -> Deci
     return Decision(Action.IGNORE)
 
 
-def on_read_snapshot(msg: Mapping[str, Any], expected: Expected | None, *, archived: bool) -> Decision:
+def on_read_snapshot(
+    msg: Mapping[str, Any],
+    expected: Expected | None,
+    *,
+    fingerprint: str | None,
+    archived: bool = False,
+    archived_fingerprints: Collection[str] = (),
+) -> Decision:
     """`expected` is the mo_batch row named by the snapshot's MO (None if absent); `archived` whether the MO
-    is in mo_histories (an acknowledged, archived batch legitimately stays in the READ slot)."""
+    is in mo_histories (an acknowledged, archived batch legitimately stays in the READ slot) and
+    `archived_fingerprints` the results stored with its archived rows. `fingerprint` is the snapshot's own
+    (shared/plc/fingerprint.py).
+
+    Acknowledge only what is stored: R = 1 is sent only when the slot holds exactly the stored result (same
+    fingerprint). A result the database never stored is never acknowledged by a rule: it is stored first (a
+    batch wrongly held as lost) or an operator decides (alarm)."""
     if not msg.get("valid"):
         return Decision(Action.ALARM, "invalid READ snapshot: " + "; ".join(msg.get("errors", [])[:3]))
     if msg.get("empty"):
         return Decision(Action.IGNORE)
     fields = msg["fields"]
     mo_id, slot, r_flag = fields["mo_id"], msg["slot"], fields["status_read_data"]
+    ended_on_plc = fields["status_operation"] == 1 or fields["status_manufacturing"] == 1
     if expected is None:
         if archived and r_flag == 1:
             return Decision(Action.IGNORE)
         if archived:
-            return Decision(Action.ACK, f"{mo_id} archived; READ slot still waits for its ack")
+            return _ack_if_stored(mo_id, slot, archived_fingerprints, fingerprint)
         return Decision(Action.ALARM, f"READ slot {slot} holds {mo_id}, which the database does not expect")
     if expected.slot != slot:
         return Decision(Action.ALARM, f"READ slot {slot} holds {mo_id}, expected in slot {expected.slot}")
+    lost_but_seen = (
+        expected.state == "attention"
+        and expected.attention_from in OCCUPYING_STATES
+        and expected.fingerprint is None
+    )
+    if lost_but_seen and ended_on_plc and r_flag == 0:
+        # Held as lost (slot read empty, a reboot?) yet the PLC shows its end: it was not lost. Store it.
+        action = Action.FAIL if fields["status_operation"] == 1 else Action.FINISH
+        return Decision(action, f"{mo_id} was held as lost, the PLC shows its result", recover=True)
     if expected.state in ENDED_STATES:
-        return Decision(Action.ACK if r_flag == 0 else Action.IGNORE)
+        if r_flag == 1:
+            return Decision(Action.IGNORE)
+        stored = () if expected.fingerprint is None else (expected.fingerprint,)
+        return _ack_if_stored(mo_id, slot, stored, fingerprint)
     if not expected.on_plc(slot):
         return Decision(Action.ALARM, f"READ slot {slot} holds {mo_id} but it is {expected.state}, not written")
     adopt = expected.state == "queued"
@@ -120,6 +150,14 @@ def on_read_snapshot(msg: Mapping[str, Any], expected: Expected | None, *, archi
     if expected.state != "running" or dict(fields["consumption"]) != dict(expected.actuals):
         return Decision(Action.RUNNING, "", adopt)
     return Decision(Action.IGNORE)
+
+
+def _ack_if_stored(mo_id: str, slot: int, stored: Collection[str], seen: str | None) -> Decision:
+    if not stored:
+        return Decision(Action.ALARM, f"READ slot {slot} holds a result of {mo_id} that was never stored")
+    if seen not in stored:
+        return Decision(Action.ALARM, f"READ slot {slot} holds another result of {mo_id} than the one stored")
+    return Decision(Action.ACK, f"{mo_id}: stored result still waits for its ack")
 
 
 def _flag(value: Any) -> bool:
@@ -166,4 +204,7 @@ def snapshot_problem(msg: Mapping[str, Any], slot: int, area: str) -> str | None
             return "'fields.consumption' is not an object of kg"
         if not _kg(fields.get("weight_finished_good")):
             return "'fields.weight_finished_good' is not a number of kg"
+    words = msg.get("words")
+    if not isinstance(words, list) or not all(type(w) is int and 0 <= w <= 0xFFFF for w in words):
+        return "'words' is not a list of 16-bit words"
     return None

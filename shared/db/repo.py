@@ -128,3 +128,13 @@ def batch_by_mo(session: Session, mo_id: str, *, lock: bool = False) -> MoBatch 
 
 def archived_statuses(session: Session, mo_id: str) -> set[str]:
     return set(session.scalars(select(MoHistory.status).where(MoHistory.mo_id == mo_id)).all())
+
+
+def archived_fingerprints(session: Session, mo_id: str) -> set[str]:
+    """The PLC results stored with the MO's archived rows (shared/plc/fingerprint.py)."""
+    rows = session.scalars(
+        select(MoHistory.result_fingerprint).where(
+            MoHistory.mo_id == mo_id, MoHistory.result_fingerprint.is_not(None)
+        )
+    ).all()
+    return {fp for fp in rows if fp is not None}

@@ -9,6 +9,11 @@ Transport rules (reference A6, ARCHITECTURE 3):
 - Only datagrams from the PLC's address that parse as a reply to a SID in flight, with the right command,
   nodes and exact length, are accepted. Anything else is counted and dropped, never returned as data.
 - Retries cover timeouts and the retryable end codes (0001, 0204, 0205), with a short backoff.
+- One request in flight at a time (`max_in_flight`, default 1). FINS carries no checksum: the SID is the only
+  link between a reply and its request. With one SID in flight, a reply under any other SID is never taken as
+  data; with two, a corrupted reply whose SID happens to name the other request (same command, same size) is
+  indistinguishable from its real reply. A CJ2M serves FINS at the end of its scan anyway, so pipelining buys
+  little; a command waits behind at most one read, never behind a whole poll.
 
 Writes are sent exactly once, never retransmitted by this layer: after a lost REPLY a retransmission would
 land after the PLC may have consumed the first write (taken a flag, posted its next event, latched the next
@@ -87,6 +92,7 @@ class FinsClient:
     gct: int = frames.DEFAULT_GCT
     late_window: float | None = None  # quarantine of timed-out SIDs; default max(2 s, 5 x timeout)
     retry_backoff: float = 0.05
+    max_in_flight: int = 1
     stats: FinsStats = field(default_factory=FinsStats)
 
     def __post_init__(self) -> None:
@@ -96,6 +102,9 @@ class FinsClient:
             raise ValueError(f"retries {self.retries} outside 0..20")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
+        if not 1 <= self.max_in_flight <= 8:
+            raise ValueError(f"max_in_flight {self.max_in_flight} outside 1..8")
+        self._in_flight = asyncio.Semaphore(self.max_in_flight)
         self.route = Route(
             self.dest_net, self.dest_node, self.dest_unit, self.source_net, self.source_node, self.source_unit
         )
@@ -220,25 +229,26 @@ class FinsClient:
         for attempt in range(attempts):
             if attempt:
                 self.stats.retries += 1
-            sid = await self._allocate_sid(loop)
-            pending = _Pending(request, loop.create_future())
-            self._pending[sid] = pending
-            frame = frames.encode_command(self.route, sid, request, gct=self.gct)
-            # A timer on the future itself, not asyncio.wait_for: wait_for adds a waiter future, a callback and
-            # an event-loop pass to every request (profiled: ~1/3 of the client's own cost).
-            timer = loop.call_later(self.timeout, _expire, pending.future)
-            sent = time.perf_counter()
-            try:
-                transport.sendto(frame, peer)
-                reply = await pending.future
-            except TimeoutError:
-                self.stats.timeouts += 1
-                problem = pending.problem or problem
-                self._retired[sid] = _Retired(loop.time() + self._window, blocks_reuse=True)
-                continue
-            finally:
-                timer.cancel()
-                self._pending.pop(sid, None)
+            async with self._in_flight:  # released between attempts: other requests interleave
+                sid = await self._allocate_sid(loop)
+                pending = _Pending(request, loop.create_future())
+                self._pending[sid] = pending
+                frame = frames.encode_command(self.route, sid, request, gct=self.gct)
+                # A timer on the future itself, not asyncio.wait_for: wait_for adds a waiter future, a callback
+                # and an event-loop pass to every request (profiled: ~1/3 of the client's own cost).
+                timer = loop.call_later(self.timeout, _expire, pending.future)
+                sent = time.perf_counter()
+                try:
+                    transport.sendto(frame, peer)
+                    reply = await pending.future
+                except TimeoutError:
+                    self.stats.timeouts += 1
+                    problem = pending.problem or problem
+                    self._retired[sid] = _Retired(loop.time() + self._window, blocks_reuse=True)
+                    continue
+                finally:
+                    timer.cancel()
+                    self._pending.pop(sid, None)
             self.stats.observe_rtt(time.perf_counter() - sent)
             self._retired[sid] = _Retired(loop.time() + self._window, blocks_reuse=False)
             end = reply.end_code

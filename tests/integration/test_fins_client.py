@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
+from shared.fins import frames
 from shared.fins.client import FinsClient
 from shared.fins.errors import (
     FinsAddressError,
@@ -93,6 +96,50 @@ def test_loss_duplicates_and_wrong_sids_never_yield_wrong_data(sim: SimHandle) -
     asyncio.run(scenario())
     counters = sim.state()["fins"]
     assert counters["dropped_requests"] > 0 and counters["duplicates"] > 0 and counters["wrong_sid"] > 0
+
+
+def test_a_corrupted_reply_under_another_requests_sid_is_never_data() -> None:
+    """FINS has no checksum: the SID alone ties a reply to its request. A hostile PLC (real UDP) answers a
+    request with corrupted data under the SID of another request it holds, as soon as it holds two. The
+    client keeps one request in flight, so such a reply never names a request it waits for."""
+    plc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    plc.bind(("127.0.0.1", 0))
+    plc.settimeout(0.02)
+    held: list[tuple[frames.Header, int, bytes, tuple[str, int]]] = []
+    stop = threading.Event()
+    good = bytes(range(8))
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:  # like a PLC's scan: collect what arrives within 20 ms, then answer
+                raw, addr = plc.recvfrom(2048)
+                held.append((*frames.parse_command(raw), addr))
+                if len(held) < 2:
+                    continue
+            except TimeoutError:
+                pass
+            if len(held) >= 2:  # two requests in flight: answer the first under the second's SID, corrupted
+                (first, cmd, _, addr), (second, _, _, _) = held[0], held[1]
+                forged = replace(first.reply_header(1), sid=second.sid)
+                plc.sendto(frames.encode_reply(forged, cmd, 0, bytes(b ^ 0x5A for b in good)), addr)
+            for header, cmd, _, addr in held:  # then the honest replies
+                plc.sendto(frames.encode_reply(header.reply_header(1), cmd, 0, good), addr)
+            held.clear()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def scenario() -> None:
+        async with FinsClient(port=plc.getsockname()[1], dest_node=1, timeout=0.5) as c:
+            results = await asyncio.gather(*(c.read_words(PLANT_BASE, 4) for _ in range(20)))
+        assert all(r == frames.decode_words(good) for r in results), results
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stop.set()
+        thread.join(2)
+        plc.close()
 
 
 def test_a_write_is_sent_once_even_when_its_reply_is_lost(sim: SimHandle) -> None:

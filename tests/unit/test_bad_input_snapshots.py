@@ -33,6 +33,7 @@ snapshots = st.fixed_dictionaries(
         "slot": values | st.just(1),
         "errors": values | st.lists(st.text(max_size=5), max_size=2),
         "fields": values | field_docs,
+        "words": values | st.lists(st.integers(0, 0xFFFF), max_size=4),
     },
 )
 
@@ -45,7 +46,7 @@ def test_rules_never_raise_on_snapshots_that_pass_the_shape_check(msg: dict[str,
         assert isinstance(problem, str) and problem
         return
     if area == "read":
-        decision = on_read_snapshot(msg, None, archived=False)
+        decision = on_read_snapshot(msg, None, fingerprint=None)
         if msg["valid"] and not msg["empty"]:
             assert decision.action is Action.ALARM  # a batch the database does not expect
     else:

@@ -43,8 +43,20 @@ def write_msg(mo: str = "WH/MO/00011", slot: int = 1, w: int = 1, empty: bool = 
     return {"slot": slot, "valid": True, "empty": empty, "errors": [], "fields": fields}
 
 
-def row(state: str, slot: int | None = 1, kg: float = 0.0) -> Expected:
-    return Expected("WH/MO/00011", slot, state, {"silo101": kg}, None)
+FP = "0123456789abcdef"  # the fingerprint of the result in the snapshot under test
+OTHER_FP = "fedcba9876543210"
+
+
+def row(
+    state: str,
+    slot: int | None = 1,
+    kg: float = 0.0,
+    fingerprint: str | None = FP,
+    attention_from: str | None = None,
+) -> Expected:
+    return Expected(
+        "WH/MO/00011", slot, state, {"silo101": kg}, None, fingerprint=fingerprint, attention_from=attention_from
+    )
 
 
 class TestSlotFree:
@@ -81,40 +93,69 @@ class TestSlotFree:
 
 class TestReadSnapshot:
     def test_invalid_snapshot_alarms(self) -> None:
-        assert on_read_snapshot(read_msg(valid=False), row("running"), archived=False).action is Action.ALARM
+        assert on_read_snapshot(read_msg(valid=False), row("running"), fingerprint=FP).action is Action.ALARM
 
     def test_unknown_mo_alarms_and_is_never_applied(self) -> None:
-        d = on_read_snapshot(read_msg(mo="WH/MO/00099", mfg=1), None, archived=False)
+        d = on_read_snapshot(read_msg(mo="WH/MO/00099", mfg=1), None, fingerprint=FP)
         assert d.action is Action.ALARM and "does not expect" in d.reason
 
     def test_mo_in_another_slot_alarms(self) -> None:
-        assert on_read_snapshot(read_msg(slot=2), row("running", slot=1), archived=False).action is Action.ALARM
+        assert on_read_snapshot(read_msg(slot=2), row("running", slot=1), fingerprint=FP).action is Action.ALARM
 
     def test_archived_mo_left_in_the_slot_is_quiet_or_reacked(self) -> None:
-        assert on_read_snapshot(read_msg(r=1, mfg=1), None, archived=True).action is Action.IGNORE
-        assert on_read_snapshot(read_msg(r=0, mfg=1), None, archived=True).action is Action.ACK
+        def seen(r: int, stored: str | None) -> Action:
+            msg = read_msg(r=r, mfg=1)
+            archived = () if stored is None else (stored,)
+            return on_read_snapshot(
+                msg, None, archived=True, archived_fingerprints=archived, fingerprint=FP
+            ).action
+
+        assert seen(1, FP) is Action.IGNORE
+        assert seen(0, FP) is Action.ACK
+        assert seen(0, OTHER_FP) is Action.ALARM  # another result than the archived one: never acked
+        assert seen(0, None) is Action.ALARM  # archived without a result (given up on): an operator decides
 
     @pytest.mark.parametrize("state", ["written", "accepted"])
     def test_dosing_start_moves_to_running(self, state: str) -> None:
-        assert on_read_snapshot(read_msg(kg=1.5), row(state), archived=False).action is Action.RUNNING
+        assert on_read_snapshot(read_msg(kg=1.5), row(state), fingerprint=FP).action is Action.RUNNING
 
     def test_changed_actuals_update_running_batch(self) -> None:
-        assert on_read_snapshot(read_msg(kg=2.0), row("running", kg=1.0), archived=False).action is Action.RUNNING
-        assert on_read_snapshot(read_msg(kg=1.0), row("running", kg=1.0), archived=False).action is Action.IGNORE
+        assert on_read_snapshot(read_msg(kg=2.0), row("running", kg=1.0), fingerprint=FP).action is Action.RUNNING
+        assert on_read_snapshot(read_msg(kg=1.0), row("running", kg=1.0), fingerprint=FP).action is Action.IGNORE
 
     def test_finish_and_fail(self) -> None:
-        assert on_read_snapshot(read_msg(mfg=1), row("running"), archived=False).action is Action.FINISH
-        assert on_read_snapshot(read_msg(op=1), row("running"), archived=False).action is Action.FAIL
-        assert on_read_snapshot(read_msg(op=1, mfg=1), row("accepted"), archived=False).action is Action.FAIL
+        assert on_read_snapshot(read_msg(mfg=1), row("running"), fingerprint=FP).action is Action.FINISH
+        assert on_read_snapshot(read_msg(op=1), row("running"), fingerprint=FP).action is Action.FAIL
+        assert on_read_snapshot(read_msg(op=1, mfg=1), row("accepted"), fingerprint=FP).action is Action.FAIL
 
     @pytest.mark.parametrize("state", ["finished", "failed", "reported", "attention"])
     def test_ended_batches_are_only_acknowledged(self, state: str) -> None:
         """The seed's rule: a finished batch is never updated again."""
-        assert on_read_snapshot(read_msg(mfg=1, kg=9.0), row(state), archived=False).action is Action.ACK
-        assert on_read_snapshot(read_msg(mfg=1, r=1), row(state), archived=False).action is Action.IGNORE
+        assert on_read_snapshot(read_msg(mfg=1, kg=9.0), row(state), fingerprint=FP).action is Action.ACK
+        assert on_read_snapshot(read_msg(mfg=1, r=1), row(state), fingerprint=FP).action is Action.IGNORE
+
+    @pytest.mark.parametrize("state", ["finished", "failed", "reported", "attention", "cancelled"])
+    def test_only_the_stored_result_is_acknowledged(self, state: str) -> None:
+        """Issue 10.2: R = 1 only for exactly what the database holds."""
+        other = on_read_snapshot(read_msg(mfg=1), row(state), fingerprint=OTHER_FP)
+        assert other.action is Action.ALARM and "another result" in other.reason
+        never = on_read_snapshot(read_msg(mfg=1), row(state, fingerprint=None), fingerprint=FP)
+        assert never.action is Action.ALARM and "never stored" in never.reason
+
+    @pytest.mark.parametrize("origin", ["written", "accepted", "running"])
+    def test_a_batch_held_as_lost_that_the_plc_finished_is_stored_not_acked(self, origin: str) -> None:
+        """Issue 10.2: a link outage made the batch look lost; its result is stored, never just acked."""
+        lost = row("attention", fingerprint=None, attention_from=origin)
+        d = on_read_snapshot(read_msg(mfg=1, kg=9.0), lost, fingerprint=FP)
+        assert d.action is Action.FINISH and d.recover
+        d = on_read_snapshot(read_msg(op=1), lost, fingerprint=FP)
+        assert d.action is Action.FAIL and d.recover
+        # Refused at queueing (never on the PLC): not a lost batch, nothing to recover.
+        refused = row("attention", fingerprint=None, attention_from="queued")
+        assert on_read_snapshot(read_msg(mfg=1), refused, fingerprint=FP).action is Action.ALARM
 
     def test_queued_row_seen_in_plc_alarms(self) -> None:
-        assert on_read_snapshot(read_msg(), row("queued"), archived=False).action is Action.ALARM
+        assert on_read_snapshot(read_msg(), row("queued"), fingerprint=FP).action is Action.ALARM
 
 
 class TestWriteSnapshot:
@@ -132,15 +173,15 @@ class TestLostWriteReply:
         return Expected("WH/MO/00011", slot, "queued", {"silo101": 0.0}, None, request_sent=sent)
 
     def test_plc_shows_a_queued_row_that_was_sent(self) -> None:
-        d = on_read_snapshot(read_msg(kg=3.0), self.queued(True), archived=False)
+        d = on_read_snapshot(read_msg(kg=3.0), self.queued(True), fingerprint=FP)
         assert d.action is Action.RUNNING and d.adopt
-        d = on_read_snapshot(read_msg(mfg=1), self.queued(True), archived=False)
+        d = on_read_snapshot(read_msg(mfg=1), self.queued(True), fingerprint=FP)
         assert d.action is Action.FINISH and d.adopt
         d = on_write_snapshot(write_msg(w=1), self.queued(True))
         assert d.action is Action.ACCEPTED and d.adopt
 
     def test_never_sent_or_other_slot_is_an_alarm(self) -> None:
-        assert on_read_snapshot(read_msg(), self.queued(False), archived=False).action is Action.ALARM
-        assert on_read_snapshot(read_msg(slot=2), self.queued(True, slot=1), archived=False).action is Action.ALARM
+        assert on_read_snapshot(read_msg(), self.queued(False), fingerprint=FP).action is Action.ALARM
+        assert on_read_snapshot(read_msg(slot=2), self.queued(True, slot=1), fingerprint=FP).action is Action.ALARM
         assert on_write_snapshot(write_msg(w=1), self.queued(False)).action is Action.IGNORE
-        assert not on_read_snapshot(read_msg(kg=1.5), row("written"), archived=False).adopt
+        assert not on_read_snapshot(read_msg(kg=1.5), row("written"), fingerprint=FP).adopt
