@@ -32,6 +32,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_constraint("ck_equipment_failure_attention_has_time", "equipment_failure", type_="check")
+    op.drop_constraint("attention_has_time", "equipment_failure", type_="check")
     op.drop_column("equipment_failure", "attention_at")
     op.drop_column("equipment_failure", "attention_reason")

@@ -217,7 +217,8 @@ class Planner:
             decision = on_read_snapshot(
                 snap, expected, fingerprint=seen, archived=archived, archived_fingerprints=stored
             )
-            if decision.adopt and row is not None:
+            adopted = decision.adopt and row is not None
+            if adopted and row is not None:
                 self._adopt(session, row, slot)
             if decision.recover and row is not None and row.attention_from is not None:
                 move(session, row, row.attention_from, actor=SERVICE, reason=decision.reason, slot=slot)
@@ -244,6 +245,8 @@ class Planner:
             elif decision.action is Action.ACK:
                 ack = seen
         # Committed: only now may the PLC be told that the result is stored, and only that result.
+        if adopted and mo_id:
+            self._event("written", mo_id, slot, code="seen_on_plc")
         if event and mo_id:
             self._event(event[0], mo_id, slot, **event[1])
         if ack is not None and mo_id:
@@ -259,7 +262,7 @@ class Planner:
     def on_write(self, slot: int, snap: dict[str, Any]) -> None:
         fields = snap.get("fields") or {}
         mo_id = fields.get("mo_id") if snap.get("valid") and not snap.get("empty") else None
-        accepted = False
+        accepted = adopted = False
         if mo_id:
             with transaction(self.db) as session:
                 row, expected = self._expected(session, mo_id)
@@ -267,27 +270,32 @@ class Planner:
                 if row is not None and decision.action is Action.ACCEPTED:
                     if decision.adopt:
                         self._adopt(session, row, slot)
+                        adopted = True
                     move(session, row, "accepted", actor=SERVICE, reason="PLC set W=1", slot=slot)
                     row.accepted_at = now()
                     accepted = True
+        if adopted and mo_id:
+            self._event("written", mo_id, slot, code="seen_on_plc")
         if accepted and mo_id:
             self._event("accepted", mo_id, slot)
         self.dispatch()
 
     def _adopt(self, session: Session, row: MoBatch, slot: int) -> None:
-        """The PLC shows a batch whose write_batch reply we never got (crash or lost reply): it was written."""
+        """The PLC shows a batch whose write_batch reply we have not got: it was written. Common, not an error:
+        the gateway reads the block back before it replies, and the PLC may latch it in between; also after a
+        planner crash or a lost reply. The caller announces "written" once the transaction is committed."""
         move(
             session,
             row,
             "written",
             actor=SERVICE,
-            reason="seen on the PLC; write reply lost",
+            reason="seen on the PLC before the write reply",
             slot=slot,
             request_id=row.write_request_id,
         )
         row.written_at = row.written_at or now()
         self.pending.pop(row.write_request_id or "", None)
-        log.warning("write confirmed by the PLC instead of a reply", extra={"mo_id": row.mo_id, "slot": slot})
+        log.info("write confirmed by the PLC before its reply", extra={"mo_id": row.mo_id, "slot": slot})
 
     def on_reply(self, body: dict[str, Any]) -> None:
         pending = self.pending.pop(str(body.get("request_id")), None)

@@ -88,8 +88,9 @@ class _BatchColumns:
     write_request_id: Mapped[str | None] = mapped_column(String(100))
     sync_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # shared/plc/fingerprint.py of the READ slot words stored as the final result: ack_slot names it, so the
-    # PLC's result is acknowledged only once exactly that result is in the database.
-    result_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    # PLC's result is acknowledged only once exactly that result is in the database. Added by migration 0003,
+    # so it sorts after every other column, where ALTER TABLE ADD COLUMN puts it.
+    result_fingerprint: Mapped[str | None] = mapped_column(String(16), sort_order=1000)
     # One timestamp per state entered (batch_state.TIMESTAMP_COLUMN); acked_at = READ slot acknowledged.
     queued_at: Mapped[dt.datetime] = mapped_column(TS, server_default=func.now())
     written_at: Mapped[dt.datetime | None] = mapped_column(TS)

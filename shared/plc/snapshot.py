@@ -195,8 +195,11 @@ def decode_failure(m: MemoryMap, words: Sequence[int]) -> Snapshot:
         "timestamp": timestamp,
         "status_read_data": decoded["status_read_data"],
         "event_id": failure_event_id(decoded["equipment_code"], decoded["description"], timestamp),
-        "unreportable": failure_unreportable(m, decoded["equipment_code"], decoded["description"]),
     }
+    # Present only when Odoo can never accept the event as it is (the usual event carries no such key).
+    unreportable = failure_unreportable(m, decoded["equipment_code"], decoded["description"])
+    if unreportable is not None:
+        fields["unreportable"] = unreportable
     return Snapshot("failure", 1, tuple(words), True, False, (), fields)
 
 
