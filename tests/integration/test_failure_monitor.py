@@ -183,7 +183,9 @@ def test_an_event_odoo_can_never_accept_is_stored_acked_and_parked_not_retried(
     _, alarm = idle.watch.wait_for(lambda t, b: t == f"{ROOT}/events/failure", 10, since=start)
     assert alarm["event"] == "attention" and why in alarm["reason"]
     # The flag is 1 on the PLC before the gateway's reply reaches the monitor: wait for it to note the ack.
-    wait_until(lambda: idle.sql("SELECT acked_at FROM equipment_failure")[0].acked_at is not None, 10, what="acked_at")
+    wait_until(
+        lambda: idle.sql("SELECT acked_at FROM equipment_failure")[0].acked_at is not None, 10, what="acked_at"
+    )
     rows = idle.sql("SELECT acked_at, reported_at, report_attempts, attention_reason FROM equipment_failure")
     assert len(rows) == 1 and why in rows[0].attention_reason
     time.sleep(1.5)  # REPORT_RETRY_S is 0.3: a retried row would have many attempts by now
