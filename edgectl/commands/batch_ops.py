@@ -48,9 +48,11 @@ def register(sub: Any) -> None:
 
     r: argparse.ArgumentParser = sub.add_parser(
         "retry",
-        help="hand a batch in attention back to odoo_sync (after fixing the cause in Odoo)",
+        help="hand a batch in attention back (after fixing the cause in Odoo)",
         description="For a batch in `attention` after Odoo refused its report or cancel: put it back to the "
-        "state it came from (finished, failed or reported) with the retry due now, and wake odoo_sync.",
+        "state it came from (finished, failed or reported) with the retry due now, and wake odoo_sync. For one "
+        "refused before it reached the PLC (e.g. an MO scaled away from its BoM): back to the queue, where "
+        "mo_planner reads it again from Odoo before writing it.",
     )
     r.add_argument("mo_id", metavar="MO", help="MO name, e.g. WH/MO/00014")
     connection.add_arguments(r)
@@ -132,6 +134,21 @@ def run_retry(args: argparse.Namespace) -> int:
         if row.state != BatchState.ATTENTION:
             raise Refused(f"{row.mo_id} is {row.state}, not attention: nothing to retry")
         origin = row.attention_from or ("failed" if row.status_operation else "finished")
+        if origin == BatchState.QUEUED:
+            # Refused before it reached the PLC (e.g. scaled away from its BoM): fixed in Odoo, it goes back to
+            # the queue; mo_planner reads it again from Odoo before writing and parks it again if still wrong.
+            move(
+                s,
+                row,
+                origin,
+                actor=ACTOR,
+                reason="operator retry (edgectl)",
+                previous_error=row.last_error,
+                user=_user(),
+            )
+            row.last_error = None
+            print(f"{args.mo_id}: back to queued; mo_planner re-reads it from Odoo before writing it")
+            return EXIT_OK
         if origin not in RETRYABLE_ORIGINS:
             raise Refused(
                 f"{row.mo_id} went to attention from {origin} (PLC side: {row.last_error or 'no detail'}); "

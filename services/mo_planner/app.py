@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import queue
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -27,6 +29,7 @@ from shared.db.columns import target_column
 from shared.db.models import MoBatch
 from shared.db.repo import (
     actuals_of,
+    archive,
     archived_fingerprints,
     archived_statuses,
     audit,
@@ -41,13 +44,23 @@ from shared.mqtt.client import Message, MqttLink, json_object
 from shared.mqtt.events import BatchEvent, batch_event
 from shared.mqtt.payloads import iso, utc_now
 from shared.odoo.client import OdooClient
-from shared.odoo.mapping import mo_to_batch
+from shared.odoo.mapping import Batch, mo_to_batch
 from shared.odoo.models import Mo
 from shared.plc.fingerprint import result_fingerprint
 from shared.plc.memory_map import MemoryMap
 
-from .odoo_feed import OdooFeed
-from .rules import Action, Expected, on_read_snapshot, on_write_snapshot, slot_free, snapshot_problem
+from .odoo_feed import DetailResult, OdooFeed
+from .rules import (
+    Action,
+    Expected,
+    QueuedValues,
+    Recheck,
+    on_read_snapshot,
+    on_write_snapshot,
+    recheck_queued,
+    slot_free,
+    snapshot_problem,
+)
 from .settings import PlannerSettings
 
 log = logging.getLogger("mo_planner")
@@ -58,6 +71,11 @@ LOST_AFTER_S = 10.0
 TICK_S = 0.25  # periodic work (resends, Odoo refill, dispatch safety net); messages are handled at once
 REFILL_GAP_S = 1.0  # the queue ran short: ask Odoo again at most this often
 IDLE_REPOLL_S = 5.0  # Odoo had nothing new (or failed): ask again at most this often
+# write_batch replies that prove nothing was written: the next attempt may use a new request. A PLC that did
+# not answer or refused mid-way (plc_unreachable, plc_error) is ambiguous: the request id is kept as the proof
+# that a write may have landed and the same request is sent again (the gateway runs such a request again, and
+# its write is idempotent on the block).
+NOT_WRITTEN_CODES = frozenset({"slot_busy", "expired"})
 
 
 @dataclass
@@ -111,7 +129,11 @@ class Planner:
         self.pending: dict[str, Pending] = {}
         self.acked_mo: dict[int, str] = {}
         self.alarmed: set[tuple[int, str, str]] = set()
-        self.skipped_mos: set[str] = set()
+        # MOs with nothing the PLC can dose, by the content Odoo showed: looked at again once that changes.
+        self.skipped_mos: dict[str, str] = {}
+        # When Odoo last confirmed a queued MO as stored (list or mo-detail), and when a re-check failed.
+        self.odoo_seen: dict[str, float] = {}
+        self.check_failed: dict[str, float] = {}
         self.next_poll = 0.0
         self.last_poll_request = 0.0
         self.last_gauge = 0.0
@@ -135,6 +157,7 @@ class Planner:
                 try:
                     if msg is not None:
                         self.on_message(msg)
+                    self._drain_feed()
                     if time.monotonic() - self.last_tick >= TICK_S:
                         self.tick()
                         self.last_tick = time.monotonic()
@@ -298,9 +321,17 @@ class Planner:
         log.info("write confirmed by the PLC before its reply", extra={"mo_id": row.mo_id, "slot": slot})
 
     def on_reply(self, body: dict[str, Any]) -> None:
-        pending = self.pending.pop(str(body.get("request_id")), None)
+        pending = self.pending.get(str(body.get("request_id")))
         if pending is None:
             return  # a reply to a resend we already handled, or to another planner instance
+        if not _answers(pending, body):
+            # Same request id, another command or other arguments: a forged or misrouted reply, never applied.
+            log.error(
+                "reply does not answer the command it names: ignored",
+                extra={"request_id": pending.request_id, "command": body.get("command"), "args": body.get("args")},
+            )
+            return
+        del self.pending[pending.request_id]
         code = str(body.get("code"))
         if pending.command == "ack_slot":
             self.metrics.acks.labels(code).inc()
@@ -341,12 +372,19 @@ class Planner:
                 )
                 row.written_at = now()
                 self.metrics.written.inc()
-            elif code == "invalid_payload":
+            elif code in ("invalid_payload", "conflict", "mismatch"):
+                # Refused as it is, the slot holds this MO with other values, or the read-back differs from
+                # the block: a person decides (the request id stays: a write may have landed).
                 move(session, row, "attention", actor=SERVICE, reason=str(body.get("message")))
-                row.last_error = f"gateway refused the batch: {body.get('message')}"
-            else:
-                # Not written (or not provably): stays queued, sticky to its slot, retried with a new request.
+                row.last_error = f"gateway refused the batch ({code}): {body.get('message')}"
+            elif code in NOT_WRITTEN_CODES:
+                # Proven not written: stays queued, sticky to its slot, retried with a new request.
                 row.write_request_id = None
+                row.last_error = f"{code}: {body.get('message')}"
+            else:
+                # Ambiguous (the PLC did not answer, refused mid-way, read back something else): the write may
+                # have landed. The request id stays as that proof; the same request is sent again and the PLC's
+                # snapshot or the gateway's idempotent write settles it.
                 row.last_error = f"{code}: {body.get('message')}"
         if body.get("ok"):
             self._event("written", pending.mo_id, pending.slot, code=code)
@@ -365,17 +403,7 @@ class Planner:
                 # Same request_id: the gateway answers a duplicate from its cache, never executes it twice.
                 p.sent_at = mono
                 self._publish_command(p)
-        while True:
-            try:
-                result = self.feed.results.get_nowait()
-            except queue.Empty:
-                break
-            if result.mos is not None:
-                added = self.enqueue(result.mos)
-                self.refill_gap = REFILL_GAP_S if added else IDLE_REPOLL_S
-            else:
-                self.metrics.odoo_errors.inc()
-                self.refill_gap = IDLE_REPOLL_S
+        self._drain_feed()
         if not self.feed.busy:
             short = self._queued_count() < self._wanted_queue()
             # Refill as soon as the queue runs short (event-driven); the long period is only a safety net.
@@ -391,6 +419,28 @@ class Planner:
             for state in BatchState:
                 self.metrics.queue_depth.labels(state.value).set(counts.get(state.value, 0))
         self.dispatch()
+
+    def _drain_feed(self) -> None:
+        """Apply what the Odoo thread brought (MO lists, mo-detail re-checks a slot may be waiting for)."""
+        checked = False
+        while True:
+            try:
+                result = self.feed.results.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(result, DetailResult):
+                if result.mo is None:
+                    self.metrics.odoo_errors.inc()
+                self._recheck(result.mo_id, result.mo)
+                checked = True
+            elif result.mos is not None:
+                added = self.enqueue(result.mos)
+                self.refill_gap = REFILL_GAP_S if added else IDLE_REPOLL_S
+            else:
+                self.metrics.odoo_errors.inc()
+                self.refill_gap = IDLE_REPOLL_S
+        if checked:
+            self.dispatch()  # a slot was waiting for exactly this answer
 
     def _detect_lost_batches(self) -> None:
         """A batch written to a slot whose WRITE and READ sides both read empty long after the write was lost
@@ -437,17 +487,24 @@ class Planner:
         return self.s.lookahead + self.map.active_slots
 
     def enqueue(self, mos: list[Mo]) -> int:
-        """Queue MOs up to the look-ahead; returns how many were added."""
+        """Queue MOs up to the look-ahead; returns how many were added. An MO Odoo shows that is already queued
+        is re-checked against what was queued (it may have been edited or cancelled since)."""
         added = 0
         room = self._wanted_queue() - self._queued_count()
         for mo in mos:
+            if self._recheck(mo.mo_id, mo):
+                continue  # it was queued: reconciled with what Odoo shows now
             if room <= 0:
-                break
-            if mo.mo_id in self.skipped_mos:
                 continue
+            content = mo.model_dump_json()
+            if self.skipped_mos.get(mo.mo_id) == content:
+                continue
+            self.skipped_mos.pop(mo.mo_id, None)
             batch = mo_to_batch(mo, self.map.equipment_codes)
             if not batch.targets or batch.quantity <= 0 or not self.map.mo_name_regex.fullmatch(mo.mo_id):
-                self.skipped_mos.add(mo.mo_id)
+                # Not for the PLC (every component is a manual addition, or a name the PLC cannot hold). Looked
+                # at again as soon as Odoo shows the MO with other content: fixed in Odoo = queued, no restart.
+                self.skipped_mos[mo.mo_id] = content
                 log.warning(
                     "MO not queued: nothing the PLC can dose",
                     extra={"mo_id": mo.mo_id, "warnings": batch.warnings},
@@ -464,14 +521,10 @@ class Planner:
                     row = MoBatch(
                         mo_id=mo.mo_id,
                         state=BatchState.QUEUED.value,
-                        finished_goods=batch.finished_goods,
-                        bom_name=batch.bom_name,
-                        consumption=Decimal(str(batch.quantity)),
                         equipment=mo.equipment.code if mo.equipment else None,
-                        odoo_mo=mo.model_dump(mode="json"),
+                        consumption=Decimal(str(batch.quantity)),
                     )
-                    for code, kg in batch.targets.items():
-                        setattr(row, target_column(code), Decimal(str(round(kg, 2))))
+                    _set_values(row, _values_of(batch), mo, self.map.equipment_codes)
                     session.add(row)
                     audit(
                         session,
@@ -481,13 +534,79 @@ class Planner:
                         to_state="queued",
                         warnings=batch.warnings,
                     )
+                    if batch.problems:
+                        # A wrong recipe is never dosed: the row is kept (visible, with its reason) for a person.
+                        session.flush()
+                        reason = "; ".join(batch.problems)
+                        move(session, row, "attention", actor=SERVICE, reason=reason)
+                        row.last_error = reason
             except IntegrityError:
                 continue  # another writer queued it first: nothing doubled
+            self.odoo_seen[mo.mo_id] = time.monotonic()
+            if batch.problems:
+                log.error("MO not dosed", extra={"mo_id": mo.mo_id, "problems": batch.problems})
+                self._event("attention", mo.mo_id, None, reason="; ".join(batch.problems))
+                continue
             room -= 1
             added += 1
             self.metrics.queued.inc()
             self._event("queued", mo.mo_id, None, warnings=batch.warnings)
         return added
+
+    def _recheck(self, mo_id: str, mo: Mo | None) -> bool:
+        """Reconcile a queued batch (no write sent yet) with the MO as Odoo shows it now; True if there was one.
+        `mo` None: Odoo could not say (outage): noted, so the batch is written as queued (dosing goes on)."""
+        if mo is None:
+            self.check_failed[mo_id] = time.monotonic()
+            return True
+        events: list[tuple[BatchEvent, dict[str, Any]]] = []
+        with transaction(self.db) as session:
+            row = batch_by_mo(session, mo_id, lock=True)
+            if row is None or row.state != BatchState.QUEUED:
+                return row is not None
+            if row.write_request_id is not None:
+                return True  # a write may have landed: what was sent stands (its reply or the PLC decides)
+            decision = recheck_queued(_stored_values(row, self.map.equipment_codes), mo.state, self._map(mo))
+            if decision.verdict is Recheck.CANCEL:
+                move(session, row, "cancelled", actor=SERVICE, reason=decision.reason)
+                archive(session, row, "cancelled", actor=SERVICE, note=decision.reason)
+                events.append(("cancelled", {"reason": decision.reason}))
+            elif decision.verdict is Recheck.ATTENTION:
+                move(session, row, "attention", actor=SERVICE, reason=decision.reason)
+                row.last_error = decision.reason
+                events.append(("attention", {"reason": decision.reason}))
+            elif decision.verdict is Recheck.UPDATE and decision.values is not None:
+                before = _stored_values(row, self.map.equipment_codes)
+                _set_values(row, decision.values, mo, self.map.equipment_codes)
+                audit(
+                    session,
+                    actor=SERVICE,
+                    action="requeued",
+                    mo_id=mo_id,
+                    reason=decision.reason,
+                    before={"quantity": before.quantity, "targets": dict(before.targets)},
+                    after={"quantity": decision.values.quantity, "targets": dict(decision.values.targets)},
+                )
+                events.append(("queued", {"reason": decision.reason}))
+        self.odoo_seen[mo_id] = time.monotonic()
+        self.check_failed.pop(mo_id, None)
+        for event, details in events:
+            log.warning("queued batch changed by Odoo", extra={"mo_id": mo_id, "event": event, **details})
+            self._event(event, mo_id, None, **details)
+        return True
+
+    def _confirmed(self, mo_id: str) -> bool:
+        """May a queued MO be written now? Only if Odoo showed it as queued within RECHECK_S, or if asking Odoo
+        failed that recently: an Odoo outage never stops dosing (the look-ahead is there to ride it out), the
+        batch is then written as it was queued."""
+        mono = time.monotonic()
+        recent = self.s.recheck_s
+        return mono - self.odoo_seen.get(mo_id, -math.inf) <= recent or (
+            mono - self.check_failed.get(mo_id, -math.inf) <= recent
+        )
+
+    def _map(self, mo: Mo) -> Batch:
+        return mo_to_batch(mo, self.map.equipment_codes)
 
     def dispatch(self) -> None:
         """Write the next queued batch into every free slot."""
@@ -521,6 +640,9 @@ class Planner:
                 ).first()
                 if row is None:
                     continue  # the queue is empty: tick() refills it from Odoo
+                if row.write_request_id is None and not self._confirmed(row.mo_id):
+                    self.feed.check(row.mo_id)  # written once Odoo answered (or could not: see _confirmed)
+                    continue
                 row.slot = slot
                 row.write_request_id = row.write_request_id or f"wb-{uuid.uuid4().hex}"
                 pending = Pending(
@@ -587,3 +709,46 @@ def _snapshot_time(snap: dict[str, Any]) -> dt.datetime | None:
     except ValueError:
         return None
     return at if at.tzinfo is not None else None
+
+
+def _values_of(batch: Batch) -> QueuedValues:
+    return QueuedValues(
+        round(batch.quantity, 2),
+        batch.bom_name,
+        batch.finished_goods,
+        {code: round(kg, 2) for code, kg in batch.targets.items()},
+    )
+
+
+def _stored_values(row: MoBatch, codes: Sequence[str]) -> QueuedValues:
+    targets = {c: float(getattr(row, target_column(c)) or 0) for c in codes}
+    return QueuedValues(
+        float(row.consumption), row.bom_name, row.finished_goods, {c: kg for c, kg in targets.items() if kg > 0}
+    )
+
+
+def _set_values(row: MoBatch, values: QueuedValues, mo: Mo, codes: Sequence[str]) -> None:
+    """The batch's PLC values and the Odoo MO they came from (every code set: one not dosed any more is 0)."""
+    if values.quantity > 0:
+        row.consumption = Decimal(str(values.quantity))
+    row.bom_name = values.bom_name
+    row.finished_goods = values.finished_goods
+    row.odoo_mo = mo.model_dump(mode="json")
+    for code in codes:
+        setattr(row, target_column(code), Decimal(str(round(values.targets.get(code, 0.0), 2))))
+
+
+def _answers(pending: Pending, reply: dict[str, Any]) -> bool:
+    """The reply echoes our command and its slot and MO (the gateway echoes every command's arguments)."""
+    args = reply.get("args")
+    if reply.get("command") != pending.command or not isinstance(args, dict) or args.get("slot") != pending.slot:
+        return False
+    batch = args.get("batch")
+    named = (
+        args.get("mo_id")
+        if pending.command == "ack_slot"
+        else batch.get("mo_id")
+        if isinstance(batch, dict)
+        else None
+    )
+    return bool(named == pending.mo_id)

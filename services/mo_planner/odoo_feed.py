@@ -1,4 +1,5 @@
-"""Fetches confirmed MOs from Odoo on a worker thread, so an Odoo outage never stalls PLC handling."""
+"""Talks to Odoo for mo_planner on a worker thread, so an Odoo outage never stalls PLC handling: the list of
+MOs to queue, and `mo-detail` re-checks of a queued MO just before it is written."""
 
 from __future__ import annotations
 
@@ -16,7 +17,18 @@ log = logging.getLogger("mo_planner.odoo")
 
 @dataclass(frozen=True)
 class FeedResult:
+    """The MO list (`mos`), or why it failed."""
+
     mos: list[Mo] | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class DetailResult:
+    """One MO as Odoo holds it now (`mo`), or why Odoo could not say."""
+
+    mo_id: str
+    mo: Mo | None
     error: str | None
 
 
@@ -24,8 +36,11 @@ class OdooFeed:
     def __init__(self, client: OdooClient, states: list[str]) -> None:
         self.client = client
         self.states = states
-        self.results: queue.Queue[FeedResult] = queue.Queue()
+        self.results: queue.Queue[FeedResult | DetailResult] = queue.Queue()
         self._wanted = threading.Event()
+        self._list_wanted = False
+        self._checks: list[str] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self.busy = False
         self._thread = threading.Thread(target=self._run, name="odoo-feed", daemon=True)
@@ -34,6 +49,16 @@ class OdooFeed:
         self._thread.start()
 
     def request(self) -> None:
+        """Fetch the MO list (one fetch however often it is asked for before it runs)."""
+        with self._lock:
+            self._list_wanted = True
+        self._wanted.set()
+
+    def check(self, mo_id: str) -> None:
+        """Read one MO with mo-detail (asked twice before it runs = read once)."""
+        with self._lock:
+            if mo_id not in self._checks:
+                self._checks.append(mo_id)
         self._wanted.set()
 
     def stop(self) -> None:
@@ -46,14 +71,35 @@ class OdooFeed:
             self._wanted.clear()
             if self._stop.is_set():
                 return
-            self.busy = True
+            with self._lock:
+                checks, self._checks = self._checks, []
+                wanted, self._list_wanted = self._list_wanted, False
+            self.busy = wanted
             try:
-                self.results.put(FeedResult(self.client.fetch_queue(self.states), None))
-            except OdooError as exc:
-                log.warning("Odoo MO list failed", extra={"error": str(exc)})
-                self.results.put(FeedResult(None, f"{type(exc).__name__}: {exc}"))
-            except Exception as exc:  # never let the feed thread die silently
-                log.exception("Odoo MO list crashed")
-                self.results.put(FeedResult(None, f"{type(exc).__name__}: {exc}"))
+                # Checks first: a slot is waiting for each of them.
+                for mo_id in checks:
+                    self.results.put(self._detail(mo_id))
+                if wanted:
+                    self.results.put(self._list())
             finally:
                 self.busy = False
+
+    def _detail(self, mo_id: str) -> DetailResult:
+        try:
+            return DetailResult(mo_id, self.client.mo_detail(mo_id), None)
+        except OdooError as exc:
+            log.warning("Odoo mo-detail failed", extra={"mo_id": mo_id, "error": str(exc)})
+            return DetailResult(mo_id, None, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # never let the feed thread die silently
+            log.exception("Odoo mo-detail crashed", extra={"mo_id": mo_id})
+            return DetailResult(mo_id, None, f"{type(exc).__name__}: {exc}")
+
+    def _list(self) -> FeedResult:
+        try:
+            return FeedResult(self.client.fetch_queue(self.states), None)
+        except OdooError as exc:
+            log.warning("Odoo MO list failed", extra={"error": str(exc)})
+            return FeedResult(None, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # never let the feed thread die silently
+            log.exception("Odoo MO list crashed")
+            return FeedResult(None, f"{type(exc).__name__}: {exc}")

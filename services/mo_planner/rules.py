@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from shared.odoo.mapping import Batch
+
 # Batch states in which a slot is occupied by a batch that has not reached its end on the PLC.
 OCCUPYING_STATES = frozenset({"written", "accepted", "running"})
 # States after the PLC reported the end: the READ slot must still be acknowledged (R = 1).
@@ -208,3 +210,61 @@ def snapshot_problem(msg: Mapping[str, Any], slot: int, area: str) -> str | None
     if not isinstance(words, list) or not all(type(w) is int and 0 <= w <= 0xFFFF for w in words):
         return "'words' is not a list of 16-bit words"
     return None
+
+
+# ------------------------------------------------------------------ a queued MO against Odoo's current MO
+
+# MO states in which Odoo will never take this batch's consumption: the batch must not be dosed.
+ODOO_CLOSED_STATES = frozenset({"cancel", "done"})
+
+
+@dataclass(frozen=True)
+class QueuedValues:
+    """What a queued batch would write to the PLC (as stored in mo_batch)."""
+
+    quantity: float
+    bom_name: str
+    finished_goods: str
+    targets: Mapping[str, float]  # kg per dosing code, only codes with a target > 0
+
+
+class Recheck(Enum):
+    SAME = "same"  # Odoo holds what is queued: write it
+    UPDATE = "update"  # Odoo's MO changed and is still dosable: queue the new values instead
+    CANCEL = "cancel"  # cancelled or done in Odoo: never written
+    ATTENTION = "attention"  # Odoo's MO cannot be dosed as it is now: a person decides
+
+
+@dataclass(frozen=True)
+class RecheckDecision:
+    verdict: Recheck
+    reason: str = ""
+    values: QueuedValues | None = None  # the new values for UPDATE
+
+
+def recheck_queued(stored: QueuedValues, state: str, fresh: Batch) -> RecheckDecision:
+    """Decide what a queued batch becomes once Odoo shows its MO as `state` and `fresh` (mapped now).
+
+    An MO can be cancelled, finished or edited in Odoo after it was queued; the PLC must dose what Odoo holds
+    at the moment of writing, never an old copy (issue 10.4). Values are compared as stored (kg to 0.01)."""
+    if state in ODOO_CLOSED_STATES:
+        return RecheckDecision(Recheck.CANCEL, f"the MO is {state} in Odoo: not written to the PLC")
+    if fresh.problems:
+        return RecheckDecision(Recheck.ATTENTION, "; ".join(fresh.problems))
+    if not fresh.targets:
+        return RecheckDecision(Recheck.ATTENTION, "the MO in Odoo no longer has a component on a dosing equipment")
+    values = QueuedValues(
+        round(fresh.quantity, 2),
+        fresh.bom_name,
+        fresh.finished_goods,
+        {code: round(kg, 2) for code, kg in fresh.targets.items()},
+    )
+    same = (
+        values.quantity == round(stored.quantity, 2)
+        and values.bom_name == stored.bom_name
+        and values.finished_goods == stored.finished_goods
+        and dict(values.targets) == {c: round(kg, 2) for c, kg in stored.targets.items() if kg > 0}
+    )
+    if same:
+        return RecheckDecision(Recheck.SAME)
+    return RecheckDecision(Recheck.UPDATE, "the MO changed in Odoo after it was queued", values)

@@ -18,5 +18,10 @@ class PlannerSettings(ServiceSettings, DatabaseSettings, OdooSettings):
     odoo_poll_s: float = Field(default=60.0, gt=0, description="safety-net poll of confirmed MOs")
     odoo_states: list[str] = Field(default=["confirmed"], description="MO states taken from Odoo")
     lookahead: int = Field(default=2, ge=0, le=50, description="MOs kept queued beyond the free slots")
+    recheck_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="a queued MO is written only if Odoo showed it unchanged this recently (else mo-detail first)",
+    )
     command_timeout_s: float = Field(default=10.0, gt=0, description="resend a command without reply after")
     command_ttl_s: float = Field(default=30.0, gt=0, description="expires_at of commands to the gateway")

@@ -44,6 +44,8 @@ from .settings import GatewaySettings
 log = logging.getLogger("plc_gateway")
 SERVICE = "plc_gateway"
 MAX_BACKOFF_S = 2.0
+# Replies not cached by request id: a resend of the same request runs again (see handle()).
+RUN_AGAIN_CODES = frozenset({"plc_unreachable", "plc_error"})
 
 
 def load_map(settings: GatewaySettings) -> MemoryMap:
@@ -254,7 +256,10 @@ class Gateway:
             )
             return
         reply = await self._execute(name, cmd)
-        self._reply(name, cmd.request_id, reply_to, reply, cache=True, args=command_args(cmd))
+        # A PLC that did not answer (or refused mid-way) is not an answer to cache: the sender resends the
+        # same request to settle it, and every runner reads the PLC first, so running it again is safe.
+        cache = reply.code not in RUN_AGAIN_CODES
+        self._reply(name, cmd.request_id, reply_to, reply, cache=cache, args=command_args(cmd))
 
     async def _execute(self, name: str, cmd: CommandBase) -> Reply:
         runners: dict[str, Callable[[PlcIO, MemoryMap, Any], Awaitable[Reply]]] = {

@@ -16,8 +16,13 @@ from dataclasses import dataclass, field
 from shared.odoo.models import Mo
 
 SUM_TOLERANCE = 0.005
-"""Relative tolerance for "components add up to the MO quantity" (0.5 %: the plant's BoMs are off by up to
-4 kg per 1000 kg, e.g. WH/MO/00012 sums to 1004)."""
+"""Relative tolerance for "components add up to the MO quantity" before a warning (0.5 %: most of the plant's
+BoMs are off by up to 4 kg per 1000 kg, e.g. WH/MO/00012 sums to 1004)."""
+SCALED_LIMIT = 0.02
+"""Beyond this relative difference between the components' sum and the MO quantity the MO is refused (never
+dosed): `to_consume` is the unscaled BoM quantity, so an MO whose quantity was changed in Odoo (2000 kg on a
+1000 kg BoM) would be dosed with 1x targets under a 2x order. 2 % keeps the plant's real, sloppy BoMs
+(WH/MO/00020 sums to 990 for 1000) and refuses every real scaling (a batch is never scaled by 2 %)."""
 
 # Keys update-with-consumptions reads as something other than an equipment code (§4.6).
 TARGET_KEYS = ("product_qty", "quantity_to_produce", "qty_to_produce", "target_produksi", "target_production")
@@ -62,6 +67,8 @@ class Batch:
     targets: dict[str, float]
     not_dosed: list[NotDosed] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Why the PLC must not dose this MO as it is (a person decides); empty = dosable.
+    problems: list[str] = field(default_factory=list)
     bom_id: int | None = None
     bom_code: str | None = None
 
@@ -74,12 +81,14 @@ def mo_to_batch(mo: Mo, dosing_codes: Iterable[str], *, sum_tolerance: float = S
     line) is SUMMED: update-with-consumptions spreads one value over every move of that equipment (§4.6), so
     Odoo treats the silo as one bucket and the PLC doses it once. A warning names the code so that an operator
     can check the BoM. ``to_consume`` is the unscaled BoM qty (§4.4 trap): when the components do not add up to
-    the MO quantity (an MO scaled away from its BoM, or a sloppy BoM) a warning says so; nothing is rescaled.
+    the MO quantity, a sloppy BoM (within SCALED_LIMIT) gets a warning and an MO scaled away from its BoM gets
+    a problem: it is never dosed and never rescaled here (rescaling a recipe is a decision for a person).
     """
     codes = set(dosing_codes)
     targets: dict[str, float] = {}
     not_dosed: list[NotDosed] = []
     warnings: list[str] = []
+    problems: list[str] = []
     total = 0.0
     for comp in mo.components_consumption:
         code = comp.equipment.code if comp.equipment is not None else None
@@ -101,7 +110,12 @@ def mo_to_batch(mo: Mo, dosing_codes: Iterable[str], *, sum_tolerance: float = S
         else:
             targets[code] = comp.to_consume
     if mo.quantity <= 0:
-        warnings.append(f"MO quantity {mo.quantity} is not positive")
+        problems.append(f"MO quantity {mo.quantity:g} is not positive")
+    elif abs(total - mo.quantity) > SCALED_LIMIT * mo.quantity:
+        problems.append(
+            f"components add up to {total:g} kg but the MO quantity is {mo.quantity:g} kg: the MO was scaled "
+            "away from its BoM (to_consume is the unscaled BoM qty), so its targets would be wrong; not dosed"
+        )
     elif abs(total - mo.quantity) > sum_tolerance * mo.quantity:
         warnings.append(
             f"components add up to {total:g} but the MO quantity is {mo.quantity:g} "
@@ -117,6 +131,7 @@ def mo_to_batch(mo: Mo, dosing_codes: Iterable[str], *, sum_tolerance: float = S
         targets=targets,
         not_dosed=not_dosed,
         warnings=warnings,
+        problems=problems,
         bom_id=mo.bom_id,
         bom_code=mo.bom_code,
     )

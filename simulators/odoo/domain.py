@@ -361,6 +361,47 @@ def set_state(mo: MO, state: str) -> None:
         raise ValueError(f"unknown MO state {state!r}")
 
 
+def edit_mo(
+    mo: MO,
+    *,
+    quantity: float | None = None,
+    line_qty: dict[str, float] | None = None,
+    line_equipment: dict[str, str] | None = None,
+) -> None:
+    """Change a confirmed MO the way a planner does in Odoo's UI between two API calls.
+
+    ``quantity``: Odoo's change-quantity wizard: the MO and its raw moves are scaled, the BoM lines (what
+    ``to_consume`` reports, §4.4) are not. ``line_qty``: the BoM line(s) on an equipment get a new quantity
+    and their moves follow. ``line_equipment``: lines and moves on one equipment code move to another."""
+    if quantity is not None:
+        if quantity <= 0:
+            raise ValueError("quantity must be positive")
+        factor = quantity / mo.product_qty
+        mo.product_qty = quantity
+        for m in mo.raw_moves:
+            m.product_uom_qty = round(m.product_uom_qty * factor, 6)
+            m.reserved = round(m.reserved * factor, 6)
+        for m in mo.finished_moves:
+            m.product_uom_qty = quantity
+    for code, qty in (line_qty or {}).items():
+        lines = [ln for ln in mo.bom_lines if ln.equipment == code]
+        if not lines:
+            raise ValueError(f"no BoM line on {code!r} in {mo.name}")
+        for ln in lines:
+            ln.qty = float(qty)
+            ln.listed_qty = None
+        for m in mo.raw_moves:
+            if m.equipment == code:
+                m.product_uom_qty = m.reserved = float(qty)
+    for old, new in (line_equipment or {}).items():
+        for ln in mo.bom_lines:
+            if ln.equipment == old:
+                ln.equipment = new
+        for m in mo.raw_moves:
+            if m.equipment == old:
+                m.equipment = new
+
+
 # ---------------------------------------------------------------------- seeding
 
 

@@ -27,7 +27,15 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from simulators.odoo import handlers as h
-from simulators.odoo.domain import DEFAULT_SEED, Domain, add_generated_mos, default_equipment, load_seed, set_state
+from simulators.odoo.domain import (
+    DEFAULT_SEED,
+    Domain,
+    add_generated_mos,
+    default_equipment,
+    edit_mo,
+    load_seed,
+    set_state,
+)
 from simulators.odoo.sessions import COOLDOWN_MESSAGE, SEVEN_DAYS, LoginLimiter, Session, SessionStore, User
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,8 @@ CONTROL_HELP = {
     "POST /_sim/expire-sessions": "invalidate every session now (password change)",
     "POST /_sim/age-sessions": "{'seconds': s}: make sessions older (TTL/GC tests)",
     "POST /_sim/mo-state": "{'mo_id': name, 'state': 'done'|'cancel'|...}: an operator acts in Odoo's UI",
+    "POST /_sim/mo-edit": "{'mo_id', 'quantity'?, 'line_qty'?: {code: kg}, 'line_equipment'?: {code: code}}: "
+    "a planner edits the MO in Odoo (quantity scales the moves, not the BoM lines)",
     "POST /_sim/move-error": "{'mo_id', 'equipment_code', 'message'?, 'move_lines'?}: UserError on that move",
     "POST /_sim/mos": "{'count': n}: add n generated confirmed MOs",
     "POST /_sim/equipment-remove": "{'equipment_code': code}: delete a scada.equipment record",
@@ -425,6 +435,20 @@ class Simulator:
                     return 404, {"error": f"no MO {body['mo_id']!r}"}
                 set_state(mo, str(body["state"]))
                 return 200, {"mo_id": mo.name, "state": mo.state}
+            if path == "/_sim/mo-edit":
+                mo = self.domain.mo_by_name(body["mo_id"])
+                if mo is None:
+                    return 404, {"error": f"no MO {body['mo_id']!r}"}
+                try:
+                    edit_mo(
+                        mo,
+                        quantity=float(body["quantity"]) if "quantity" in body else None,
+                        line_qty={str(k): float(v) for k, v in (body.get("line_qty") or {}).items()},
+                        line_equipment={str(k): str(v) for k, v in (body.get("line_equipment") or {}).items()},
+                    )
+                except ValueError as exc:
+                    return 400, {"error": str(exc)}
+                return 200, {"mo_id": mo.name, "quantity": mo.product_qty}
             if path == "/_sim/move-error":
                 mo = self.domain.mo_by_name(body["mo_id"])
                 if mo is None:

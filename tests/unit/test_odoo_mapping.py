@@ -130,10 +130,31 @@ def test_repeated_code_is_summed_with_a_warning() -> None:
     assert any("silo101" in w and "more than once" in w for w in batch.warnings)
 
 
-def test_targets_not_adding_up_give_a_warning() -> None:
-    """§4.4 trap: to_consume is unscaled, so an MO at 2x its BoM lists half the quantity."""
-    batch = mo_to_batch(_mo([("P", 30.0, "silo101"), ("Q", 20.0, "silo102")], quantity=100.0), DOSING_CODES)
-    assert any("add up to 50" in w for w in batch.warnings)
+def test_an_mo_scaled_away_from_its_bom_is_refused_not_dosed() -> None:
+    """§4.4 trap: to_consume is unscaled, so an MO at 2x its BoM lists half the quantity: dosing its targets
+    under its quantity would be a wrong recipe (issue 10.3)."""
+    batch = mo_to_batch(_mo([("P", 600.0, "silo101"), ("Q", 400.0, "silo102")], quantity=2000.0), DOSING_CODES)
+    assert batch.problems and "add up to 1000 kg but the MO quantity is 2000 kg" in batch.problems[0]
+    assert mo_to_batch(_mo([("P", 30.0, "silo101")], quantity=0.0), DOSING_CODES).problems == [
+        "MO quantity 0 is not positive"
+    ]
+
+
+@pytest.mark.parametrize(("total", "refused"), [(990.0, False), (1019.9, False), (979.0, True), (1021.0, True)])
+def test_a_sloppy_bom_is_dosed_with_a_warning_a_scaled_one_is_refused(total: float, refused: bool) -> None:
+    """The plant's real WH/MO/00020 sums to 990 for 1000 kg and was dosed; 2 % is the line (SCALED_LIMIT)."""
+    batch = mo_to_batch(
+        _mo([("P", total - 100.0, "silo101"), ("Q", 100.0, "silo102")], quantity=1000.0), DOSING_CODES
+    )
+    assert bool(batch.problems) is refused
+    assert refused or any(f"add up to {total:g}" in w for w in batch.warnings)
+
+
+def test_real_mos_are_all_dosable() -> None:
+    assert all(mo_to_batch(mo, DOSING_CODES).problems == [] for mo in _mos().values())
+
+
+def test_targets_adding_up_give_no_warning() -> None:
     clean = mo_to_batch(_mo([("P", 60.0, "silo101"), ("Q", 40.0, "PLC01")], quantity=100.0), DOSING_CODES)
     assert clean.warnings == []
     assert clean.targets == {"silo101": 60.0}

@@ -6,7 +6,18 @@ from typing import Any
 
 import pytest
 
-from services.mo_planner.rules import Action, Expected, on_read_snapshot, on_write_snapshot, slot_free
+from services.mo_planner.rules import (
+    Action,
+    Expected,
+    QueuedValues,
+    Recheck,
+    RecheckDecision,
+    on_read_snapshot,
+    on_write_snapshot,
+    recheck_queued,
+    slot_free,
+)
+from shared.odoo.mapping import Batch
 
 
 def read_msg(
@@ -185,3 +196,45 @@ class TestLostWriteReply:
         assert on_read_snapshot(read_msg(slot=2), self.queued(True, slot=1), fingerprint=FP).action is Action.ALARM
         assert on_write_snapshot(write_msg(w=1), self.queued(False)).action is Action.IGNORE
         assert not on_read_snapshot(read_msg(kg=1.5), row("written"), fingerprint=FP).adopt
+
+
+# ------------------------------------------------------------------ a queued MO against Odoo's current MO
+
+QUEUED = QueuedValues(1000.0, "[1] FEED", "[1] FEED", {"silo101": 600.0, "silo102": 400.0})
+
+
+def _fresh(
+    quantity: float = 1000.0, targets: dict[str, float] | None = None, problems: list[str] | None = None
+) -> Batch:
+    return Batch(
+        mo_id="WH/MO/00011",
+        bom_name="[1] FEED",
+        finished_goods="[1] FEED",
+        quantity=quantity,
+        targets=targets if targets is not None else {"silo101": 600.0, "silo102": 400.0},
+        problems=problems or [],
+    )
+
+
+@pytest.mark.parametrize("state", ["cancel", "done"])
+def test_an_mo_closed_in_odoo_is_never_written(state: str) -> None:
+    assert recheck_queued(QUEUED, state, _fresh()).verdict is Recheck.CANCEL
+
+
+def test_an_unchanged_mo_is_written_as_queued() -> None:
+    assert recheck_queued(QUEUED, "confirmed", _fresh()).verdict is Recheck.SAME
+    # Stored kg are rounded to 0.01: Odoo's 600.004 is the same target.
+    assert recheck_queued(QUEUED, "confirmed", _fresh(targets={"silo101": 600.004, "silo102": 400.0})).verdict is (
+        Recheck.SAME
+    )
+
+
+def test_an_edited_mo_is_requeued_with_odoos_values() -> None:
+    got = recheck_queued(QUEUED, "confirmed", _fresh(targets={"silo101": 603.0, "silo102": 400.0}))
+    assert got.verdict is Recheck.UPDATE and got.values is not None and got.values.targets["silo101"] == 603.0
+
+
+def test_an_mo_that_no_longer_adds_up_goes_to_attention() -> None:
+    got = recheck_queued(QUEUED, "confirmed", _fresh(quantity=2000.0, problems=["scaled"]))
+    assert got == RecheckDecision(Recheck.ATTENTION, "scaled")
+    assert recheck_queued(QUEUED, "confirmed", _fresh(targets={})).verdict is Recheck.ATTENTION
