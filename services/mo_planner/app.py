@@ -328,7 +328,11 @@ class Planner:
             # Same request id, another command or other arguments: a forged or misrouted reply, never applied.
             log.error(
                 "reply does not answer the command it names: ignored",
-                extra={"request_id": pending.request_id, "command": body.get("command"), "args": body.get("args")},
+                extra={
+                    "request_id": pending.request_id,
+                    "command": body.get("command"),
+                    "echoed": body.get("args"),
+                },
             )
             return
         del self.pending[pending.request_id]
