@@ -51,6 +51,7 @@ from shared.plc.memory_map import MemoryMap
 
 from .odoo_feed import DetailResult, OdooFeed
 from .rules import (
+    WAITING_FOR_WEIGHT,
     Action,
     Expected,
     QueuedValues,
@@ -70,6 +71,9 @@ SERVICE = "mo_planner"
 LOST_AFTER_S = 10.0
 TICK_S = 0.25  # periodic work (resends, Odoo refill, dispatch safety net); messages are handled at once
 REFILL_GAP_S = 1.0  # the queue ran short: ask Odoo again at most this often
+# A READ slot that shows "finished" without a finished weight this long raises an alarm (the batch is not
+# final until the weight is there; see rules.WAITING_FOR_WEIGHT).
+WEIGHT_GRACE_S = 10.0
 IDLE_REPOLL_S = 5.0  # Odoo had nothing new (or failed): ask again at most this often
 # write_batch replies that prove nothing was written: the next attempt may use a new request. A PLC that did
 # not answer or refused mid-way (plc_unreachable, plc_error) is ambiguous: the request id is kept as the proof
@@ -131,6 +135,7 @@ class Planner:
         self.alarmed: set[tuple[int, str, str]] = set()
         # MOs with nothing the PLC can dose, by the content Odoo showed: looked at again once that changes.
         self.skipped_mos: dict[str, str] = {}
+        self.weightless_since: dict[str, float] = {}  # finished on the PLC, weight not written yet
         # When Odoo last confirmed a queued MO as stored (list or mo-detail), and when a re-check failed.
         self.odoo_seen: dict[str, float] = {}
         self.check_failed: dict[str, float] = {}
@@ -267,6 +272,14 @@ class Planner:
                 ack = seen
             elif decision.action is Action.ACK:
                 ack = seen
+        if decision.reason == WAITING_FOR_WEIGHT and isinstance(mo_id, str):
+            since = self.weightless_since.setdefault(mo_id, time.monotonic())
+            if time.monotonic() - since > WEIGHT_GRACE_S:
+                self._alarm(
+                    slot, snap, f"{mo_id} shows finished without a finished weight for {WEIGHT_GRACE_S:g} s"
+                )
+        elif isinstance(mo_id, str):
+            self.weightless_since.pop(mo_id, None)
         # Committed: only now may the PLC be told that the result is stored, and only that result.
         if adopted and mo_id:
             self._event("written", mo_id, slot, code="seen_on_plc")

@@ -14,6 +14,8 @@ from shared.odoo.mapping import Batch
 
 # Batch states in which a slot is occupied by a batch that has not reached its end on the PLC.
 OCCUPYING_STATES = frozenset({"written", "accepted", "running"})
+# A READ slot says finished but holds no finished weight yet: not final (the reason of that RUNNING decision).
+WAITING_FOR_WEIGHT = "finished without a finished weight yet: waiting for the PLC to write it"
 # States after the PLC reported the end: the READ slot must still be acknowledged (R = 1).
 ENDED_STATES = frozenset({"finished", "failed", "reported", "attention", "cancelled"})
 
@@ -133,7 +135,9 @@ def on_read_snapshot(
         and expected.attention_from in OCCUPYING_STATES
         and expected.fingerprint is None
     )
-    if lost_but_seen and ended_on_plc and r_flag == 0:
+    weightless = fields["status_manufacturing"] == 1 and fields["status_operation"] != 1
+    weightless = weightless and not fields["weight_finished_good"] > 0
+    if lost_but_seen and ended_on_plc and r_flag == 0 and not weightless:
         # Held as lost (slot read empty, a reboot?) yet the PLC shows its end: it was not lost. Store it.
         action = Action.FAIL if fields["status_operation"] == 1 else Action.FINISH
         return Decision(action, f"{mo_id} was held as lost, the PLC shows its result", recover=True)
@@ -148,6 +152,10 @@ def on_read_snapshot(
     if fields["status_operation"] == 1:
         return Decision(Action.FAIL, "status_operation = 1", adopt)
     if fields["status_manufacturing"] == 1:
+        if not fields["weight_finished_good"] > 0:
+            # Final values only with the finished weight: a program that raises the status a scan before it
+            # writes the weight would otherwise have 0 kg stored and acknowledged for good (issue 10.10).
+            return Decision(Action.RUNNING, WAITING_FOR_WEIGHT, adopt)
         return Decision(Action.FINISH, "status_manufacturing = 1", adopt)
     if expected.state != "running" or dict(fields["consumption"]) != dict(expected.actuals):
         return Decision(Action.RUNNING, "", adopt)

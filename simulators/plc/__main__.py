@@ -59,6 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-seconds", type=_positive, default=60.0, help="dosing time of one batch at speed 1")
     p.add_argument("--noise", type=_non_negative, default=0.5, help="max |actual - target| kg per silo")
     p.add_argument("--failure-rate", type=_non_negative, default=0.0, help="random equipment failures per hour")
+    p.add_argument(
+        "--weight-lag-ms",
+        type=_non_negative,
+        default=0.0,
+        help="raise the end status this long before writing the finished weight (a late weigh station)",
+    )
     p.add_argument("--op-failure-rate", type=_probability, default=0.0, help="probability a batch fails mid-way")
     p.add_argument("--control-port", type=int, default=None, help="HTTP control API on localhost (0 = ephemeral)")
     p.add_argument("--drop", type=_probability, default=0.0, help="probability a request is lost")
@@ -96,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             noise_kg=args.noise,
             failure_rate_per_hour=args.failure_rate,
             op_failure_rate=args.op_failure_rate,
+            weight_lag_s=args.weight_lag_ms / 1000.0,
         ),
         faults=Faults(
             drop=args.drop,

@@ -43,6 +43,9 @@ class ProgramConfig:
     noise_kg: float = 0.5
     failure_rate_per_hour: float = 0.0
     op_failure_rate: float = 0.0  # probability a batch fails mid-way (status_operation = 1)
+    # A program that raises the end status this long before it writes the finished weight (a weigh station
+    # that settles late): the window in which a reader sees "finished" with 0 kg.
+    weight_lag_s: float = 0.0
 
 
 @dataclass
@@ -56,6 +59,8 @@ class SlotState:
     fail_at: float | None = None  # progress fraction at which the batch fails
     failed: bool = False
     shown: dict[str, float] = field(default_factory=dict)
+    weight_due: float | None = None  # seconds until the late finished weight is written (weight_lag_s)
+    weight_late: float = 0.0
     rejected_block: tuple[int, ...] | None = None
     batches_started: int = 0
     batches_finished: int = 0
@@ -172,6 +177,11 @@ class PlcProgram:
         if st.phase == "running":
             st.elapsed += dt
             self._dose(st)
+        elif st.weight_due is not None:
+            st.weight_due -= dt
+            if st.weight_due <= 0:
+                self._write_weight(st, st.weight_late)
+                st.weight_due = None
         if st.phase == "finished" and r == 1:
             st.phase = "acked"
             st.batches_acked += 1
@@ -206,7 +216,7 @@ class PlcProgram:
         st.finals = {code: self._final(code, kg) for code, kg in targets.items()}
         st.shown = {code: 0.0 for code in targets}
         st.fail_at = self.rng.uniform(0.2, 0.8) if self.rng.random() < self.config.op_failure_rate else None
-        st.rejected_block = None
+        st.rejected_block, st.weight_due = None, None
         st.batches_started += 1
         log.info("slot %d: latched %s, dosing for %.2fs", n, st.mo_id, st.duration)
 
@@ -216,6 +226,10 @@ class PlcProgram:
         spec = self._kg_spec(code)
         noisy = target + self.rng.uniform(-self.config.noise_kg, self.config.noise_kg)
         return round(min(max(noisy, 0.0), spec.max if spec.max is not None else noisy), 2)
+
+    def _write_weight(self, st: SlotState, weight: float) -> None:
+        spec = self.map.layout_of("read_slot").field("weight_finished_good")
+        self.memory.write(self.map.base_address("read_slot", st.slot) + spec.offset, encode_field(spec, weight))
 
     def _kg_spec(self, code: str) -> FieldSpec:
         layout = self.map.layout_of("read_slot")
@@ -240,7 +254,10 @@ class PlcProgram:
         weight = round(sum(st.shown.values()), 2)
         if weight_spec.max is not None:
             weight = min(weight, weight_spec.max)
-        self.memory.write(base + weight_spec.offset, encode_field(weight_spec, weight))
+        if self.config.weight_lag_s > 0:
+            st.weight_due, st.weight_late = self.config.weight_lag_s, weight
+        else:
+            self._write_weight(st, weight)
         status = "status_operation" if failing else "status_manufacturing"
         self.memory.set(base + layout.field(status).offset, 1)
         st.phase = "finished"

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from shared.db.columns import ACTUAL_COLUMNS
 from tests.support.procs import console, wait_until
 from tests.support.system import ROOT, System
 
@@ -230,5 +231,22 @@ def test_plc_reboot_puts_the_lost_batch_in_attention_and_nothing_is_redosed(tmp_
         )
         assert out.returncode == 0, out.stderr
         assert s.sql("SELECT status FROM mo_histories WHERE mo_id = :m", m=lost_mo) == [("cancelled",)]
+    finally:
+        s.stop()
+
+
+def test_a_plc_that_writes_the_weight_after_the_status_gets_its_weight_stored(tmp_path: Path) -> None:
+    """Issue 10.10: the program raises status_manufacturing 400 ms (several polls) before it writes the
+    finished weight. Final values are taken only with the weight: 0 kg is never stored nor acknowledged."""
+    s = System(
+        tmp_path, batch_seconds=0.5, extra_mos=2, odoo_args=["--seed", "none"], sim_args=["--weight-lag-ms", "400"]
+    )
+    try:
+        wait_until(lambda: s.completed() == 2, 60, what="both batches archived")
+        actual_cols = " + ".join(f"coalesce({c}, 0)" for c in ACTUAL_COLUMNS)
+        for weight, dosed in s.sql(
+            f"SELECT actual_weight_quantity_finished_goods, {actual_cols} FROM mo_histories"
+        ):
+            assert weight is not None and weight > 0 and abs(float(weight) - float(dosed)) < 0.02, (weight, dosed)
     finally:
         s.stop()

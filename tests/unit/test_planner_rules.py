@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from services.mo_planner.rules import (
+    WAITING_FOR_WEIGHT,
     Action,
     Expected,
     QueuedValues,
@@ -27,6 +28,7 @@ def read_msg(
     mfg: int = 0,
     op: int = 0,
     kg: float = 0.0,
+    weight: float | None = None,
     valid: bool = True,
     empty: bool = False,
 ) -> dict[str, Any]:
@@ -45,6 +47,8 @@ def read_msg(
             "status_manufacturing": mfg,
             "status_operation": op,
             "consumption": {"silo101": kg},
+            # A finished batch carries its weight unless a test says otherwise.
+            "weight_finished_good": weight if weight is not None else (kg if mfg or op else 0.0),
         },
     }
 
@@ -135,9 +139,19 @@ class TestReadSnapshot:
         assert on_read_snapshot(read_msg(kg=1.0), row("running", kg=1.0), fingerprint=FP).action is Action.IGNORE
 
     def test_finish_and_fail(self) -> None:
-        assert on_read_snapshot(read_msg(mfg=1), row("running"), fingerprint=FP).action is Action.FINISH
+        assert on_read_snapshot(read_msg(mfg=1, kg=5.0), row("running"), fingerprint=FP).action is Action.FINISH
         assert on_read_snapshot(read_msg(op=1), row("running"), fingerprint=FP).action is Action.FAIL
         assert on_read_snapshot(read_msg(op=1, mfg=1), row("accepted"), fingerprint=FP).action is Action.FAIL
+
+    def test_finished_without_its_weight_is_not_final_yet(self) -> None:
+        """Issue 10.10: a program may raise status_manufacturing a scan before it writes the weight; storing
+        (and acking) that snapshot would freeze 0 kg for good. A failure may end with 0 kg: it is final."""
+        d = on_read_snapshot(read_msg(mfg=1, kg=5.0, weight=0.0), row("running"), fingerprint=FP)
+        assert d.action is Action.RUNNING and d.reason == WAITING_FOR_WEIGHT
+        assert on_read_snapshot(read_msg(mfg=1, kg=5.0, weight=5.0), row("running"), fingerprint=FP).action is (
+            Action.FINISH
+        )
+        assert on_read_snapshot(read_msg(op=1, weight=0.0), row("running"), fingerprint=FP).action is Action.FAIL
 
     @pytest.mark.parametrize("state", ["finished", "failed", "reported", "attention"])
     def test_ended_batches_are_only_acknowledged(self, state: str) -> None:
@@ -186,7 +200,7 @@ class TestLostWriteReply:
     def test_plc_shows_a_queued_row_that_was_sent(self) -> None:
         d = on_read_snapshot(read_msg(kg=3.0), self.queued(True), fingerprint=FP)
         assert d.action is Action.RUNNING and d.adopt
-        d = on_read_snapshot(read_msg(mfg=1), self.queued(True), fingerprint=FP)
+        d = on_read_snapshot(read_msg(mfg=1, kg=5.0), self.queued(True), fingerprint=FP)
         assert d.action is Action.FINISH and d.adopt
         d = on_write_snapshot(write_msg(w=1), self.queued(True))
         assert d.action is Action.ACCEPTED and d.adopt
