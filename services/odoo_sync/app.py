@@ -146,7 +146,9 @@ class Syncer:
             row = claimed[0] if claimed else None
             if row is None:
                 return True
-            if row.state == "reported":
+            if row.state == "reported" and self.s.mark_done:
+                self._close(session, row, events)
+            elif row.state == "reported":
                 self._archive_reported(session, row, "orphan sweep (reported, not archived)", events)
             elif row.state == "finished":
                 self._report(session, row, events)
@@ -159,24 +161,62 @@ class Syncer:
     def _report(
         self, session: Session, row: MoBatch, events: list[tuple[BatchEvent, str, dict[str, Any]]]
     ) -> None:
+        """update-with-consumptions; confirmed = `reported`. Before a re-send, and after a refusal, Odoo is read:
+        an MO already done there took our consumption (mark-done follows it) or was closed by a person, and a
+        second update would be refused ("Cannot update MO in state done"): it is taken as reported."""
+        weight = float(row.actual_weight_quantity_finished_goods or 0)
+        reply: dict[str, Any] = {}
+        try:
+            if row.sync_attempts > 0 and self._done_in_odoo(row.mo_id):
+                verdict = Outcome("archive", "the MO is already done in Odoo: taken as reported, not sent again")
+            else:
+                outcome = self.odoo.report_consumption(row.mo_id, weight, actuals_of(row))
+                verdict = classify_update(outcome.partial, outcome.errors)
+                reply = {
+                    "mo_state": outcome.mo_state,
+                    "message": outcome.message,
+                    "errors": outcome.errors,
+                    "consumed_items": len(outcome.consumed_items),
+                }
+        except OdooError as exc:
+            verdict = classify_error(exc)
+            if verdict.verdict == "attention" and self._done_in_odoo(row.mo_id):
+                verdict = Outcome("archive", f"the MO is done in Odoo ({exc}): taken as reported")
+        self._apply(session, row, verdict, reply, "completed", events)
+
+    def _done_in_odoo(self, mo_id: str) -> bool:
+        try:
+            return self.odoo.mo_detail(mo_id).state == "done"
+        except OdooError:
+            return False  # unknown: the caller's own outcome stands
+
+    def _close(self, session: Session, row: MoBatch, events: list[tuple[BatchEvent, str, dict[str, Any]]]) -> None:
+        """MARK_DONE: the separate, verified step after `reported`. The consumption is in Odoo whatever happens
+        here, so the batch is archived as completed in every case but a transport error (retried); an MO that
+        Odoo leaves open (a backorder or consumption decision in its UI) or refuses to close is recorded and
+        announced, never looped through `attention`."""
         weight = float(row.actual_weight_quantity_finished_goods or 0)
         try:
-            outcome = self.odoo.report_consumption(row.mo_id, weight, actuals_of(row))
-            verdict = classify_update(outcome.partial, outcome.errors)
-            reply: dict[str, Any] = {
-                "mo_state": outcome.mo_state,
-                "message": outcome.message,
-                "errors": outcome.errors,
-                "consumed_items": len(outcome.consumed_items),
-            }
-            if verdict.verdict == "archive" and self.s.mark_done:
-                done = self.odoo.mark_done(row.mo_id, weight or float(row.consumption))
-                reply["mark_done"] = {"done": done.done, "state": done.state}
-                if not done.done:
-                    verdict = Outcome("attention", f"mark-done answered but the MO is {done.state}")
+            done = self.odoo.mark_done(row.mo_id, weight or float(row.consumption))
         except OdooError as exc:
-            verdict, reply = classify_error(exc), {}
-        self._apply(session, row, verdict, reply, "completed", events)
+            verdict = classify_error(exc)
+            if verdict.verdict == "retry":
+                self._apply(session, row, verdict, {}, "completed", events)
+                return
+            reply: dict[str, Any] = {"mark_done": {"done": False, "refused": str(exc)}}
+            note = f"consumption reported; Odoo refused mark-done ({exc}): close the MO in Odoo"
+        else:
+            reply = {"mark_done": {"done": done.done, "state": done.state, "already_done": done.already_done}}
+            if done.already_done:
+                note = "consumption reported; the MO was already done in Odoo"
+            elif done.done:
+                note = "consumption reported; MO marked done"
+            else:
+                note = f"consumption reported; mark-done left the MO {done.state}: close it in Odoo"
+        if not reply["mark_done"]["done"]:
+            log.error("MO left open in Odoo", extra={"mo_id": row.mo_id, "detail": note})
+            events.append(("alarm", row.mo_id, {"reason": note}))
+        self._archive_reported(session, row, note, events, reply)
 
     def _cancel(
         self, session: Session, row: MoBatch, events: list[tuple[BatchEvent, str, dict[str, Any]]]
@@ -225,7 +265,11 @@ class Syncer:
             if row.finished_at is not None:
                 self.metrics.finish_to_odoo.observe((row.reported_at - row.finished_at).total_seconds())
             events.append(("reported", row.mo_id, {}))
-            self._archive_reported(session, row, verdict.reason, events, reply)
+            if self.s.mark_done:
+                row.next_attempt_at = None  # mark-done is next, as its own step (see _close)
+                row.last_error = None
+            else:
+                self._archive_reported(session, row, verdict.reason, events, reply)
         else:
             move(session, row, "cancelled", actor=SERVICE, reason=verdict.reason)
             archive(session, row, "cancelled", actor=SERVICE, odoo_reply=reply, note=verdict.reason)

@@ -25,6 +25,8 @@ from shared.odoo.mapping import mo_to_batch
 from shared.plc.memory_map import load_memory_map
 from simulators.odoo.server import SimServer, start_server
 from tests.support.odoo import make_client
+from tests.support.procs import wait_until
+from tests.support.system import System
 
 REPO = Path(__file__).resolve().parents[2]
 CODES = load_memory_map().equipment_codes
@@ -238,3 +240,44 @@ def test_two_replicas_never_report_the_same_batch_twice(db_url: str, odoo: SimSe
     assert sorted(h.mo_id for h in history) == sorted(x["mo_id"] for x in stored)
     updates = [e for e in rows(db_url, AuditEvent) if e.to_state == "reported"]
     assert len(updates) == len(stored)  # each batch went through reporting exactly once
+
+
+# ------------------------------------------------------------------ MARK_DONE converges (issue 10.5)
+
+
+def test_with_mark_done_every_batch_converges_to_completed(tmp_path: Path) -> None:
+    """The simulated PLC doses ~97 % of the planned quantity, so Odoo's mark-done answers success and leaves
+    the MO open (backorder decision). The consumption is in Odoo: the batch is archived as completed with the
+    mark-done outcome recorded and an alarm, never looped through attention."""
+    s = System(tmp_path, batch_seconds=0.4, extra_mos=2, odoo_args=["--seed", "none"], env={"MARK_DONE": "true"})
+    try:
+        wait_until(lambda: s.completed() == 2, 60, what="both batches archived as completed")
+        assert s.sql("SELECT mo_id FROM mo_batch") == []
+        for reply, note in s.sql("SELECT odoo_reply, note FROM mo_histories"):
+            assert reply["mark_done"]["done"] is False and "close it in Odoo" in note
+        assert all(m["qty_producing"] > 0 for m in s.odoo_state()["mos"])
+    finally:
+        s.stop()
+
+
+def test_an_mo_done_in_odoo_before_the_resend_is_taken_as_reported(tmp_path: Path) -> None:
+    """The consumption update fails (Odoo down); meanwhile someone closes the MO in Odoo. The re-send would be
+    refused ("Cannot update MO in state done"): odoo_sync reads mo-detail first and takes it as reported."""
+    route = "/api/scada/mo/update-with-consumptions"
+    s = System(tmp_path, batch_seconds=0.4, extra_mos=1, odoo_args=["--seed", "none"], env={"MARK_DONE": "true"})
+    try:
+        s.odoo("POST", "/_sim/faults", {"kind": "http_error", "status": 502, "route": route, "times": None})
+        wait_until(
+            lambda: s.sql("SELECT 1 FROM mo_batch WHERE state = 'finished' AND sync_attempts > 0"),
+            30,
+            what="the report failing and waiting for its retry",
+        )
+        [(mo_id,)] = s.sql("SELECT mo_id FROM mo_batch")
+        s.odoo("POST", "/_sim/mo-state", {"mo_id": mo_id, "state": "done"})
+        s.odoo("DELETE", "/_sim/faults")
+        wait_until(lambda: s.completed() == 1, 60, what="archived as completed")
+        [(note,)] = s.sql("SELECT note FROM mo_histories WHERE mo_id = :m", m=mo_id)
+        assert "already done in Odoo" in note
+        assert s.sql("SELECT 1 FROM audit_event WHERE mo_id = :m AND to_state = 'attention'", m=mo_id) == []
+    finally:
+        s.stop()
