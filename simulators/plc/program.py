@@ -283,6 +283,14 @@ class PlcProgram:
         if fs.waiting and flag == 1:
             fs.waiting = False
             fs.acked += 1
+            if fs.last is not None:  # the per-event record the fault suite checks against the database
+                last = fs.last
+                log.info(
+                    "equipment failure acknowledged: %s|%s|%s",
+                    last["equipment_code"],
+                    last["description"],
+                    last["timestamp"],
+                )
         rate = self.config.failure_rate_per_hour
         if rate > 0 and fs.queued == 0 and self.rng.random() < rate / 3600 * dt * self.config.speed:
             fs.requested.append((None, None))

@@ -119,6 +119,7 @@ class Plan:
     mos: int
     failures: int = 0
     allow_attention: frozenset[str] = frozenset()  # MO ids allowed to end in attention (e.g. PLC reboot)
+    cancelled_in_odoo: frozenset[str] = frozenset()  # MOs cancelled in Odoo after queueing: never dosed
     notes: list[str] = field(default_factory=list)
 
 
@@ -254,6 +255,19 @@ def plc_latches(s: System) -> Counter[str]:
     return Counter(re.findall(r"latched (\S+), dosing", s.procs["plc-sim"].log()))
 
 
+def plc_acks(s: System) -> Counter[str]:
+    """How often the PLC took R = 1 for each MO, from plc-sim's own log."""
+    return Counter(re.findall(r"slot \d+: (\S+) acknowledged", s.procs["plc-sim"].log()))
+
+
+def plc_failure_acks(s: System) -> list[tuple[str, str, str]]:
+    """(code, text, PLC local time) of every failure event the PLC saw acknowledged (F = 1), from its log."""
+    found = re.findall(
+        r"equipment failure acknowledged: ([^|\n]*)\|([^|\n]*)\|([0-9: -]{19})", s.procs["plc-sim"].log()
+    )
+    return [(code, text, stamp) for code, text, stamp in found]
+
+
 def finished_snapshots(s: System) -> dict[str, dict[str, Any]]:
     """The PLC's final values per MO as the independent MQTT watcher saw them (status_manufacturing = 1)."""
     finals: dict[str, dict[str, Any]] = {}
@@ -310,8 +324,14 @@ def check_invariants(s: System, plan: Plan) -> dict[str, Any]:
             f"{tag}: {r['mo_id']} Odoo qty_producing {mo['qty_producing']} != PLC finished weight {weight}"
         )
     cancelled = [m for m, st, _ in hist if st == "cancelled"]
+    never_written = {m for (m,) in s.sql("SELECT mo_id FROM mo_histories WHERE written_at IS NULL")}
     for mo_id in cancelled:
         assert odoo_mos[mo_id]["state"] == "cancel", f"{tag}: {mo_id} archived cancelled, Odoo says otherwise"
+        if mo_id in never_written:
+            # Cancelled in Odoo before it was written: the PLC must never have run it.
+            assert mo_id in plan.cancelled_in_odoo, f"{tag}: {mo_id} cancelled before the PLC, nobody cancelled it"
+            assert mo_id not in plc_latches(s), f"{tag}: {mo_id} was cancelled in Odoo and still dosed"
+            continue
         assert finals.get(mo_id, {}).get("status_operation") == 1, (
             f"{tag}: {mo_id} cancelled but PLC did not fail it"
         )
@@ -337,16 +357,19 @@ def check_invariants(s: System, plan: Plan) -> dict[str, Any]:
         assert slot["violations"] == 0, f"{tag}: slot {slot['slot']} overwritten before the PLC took it: {slot}"
         assert slot["invalid_commands"] == 0, f"{tag}: the gateway wrote an invalid command: {slot}"
 
-    # --- no acknowledgement before durable storage (audit order) and acks only of ended batches
-    ack_rows = s.sql(
-        "SELECT a.mo_id, min(a.at), (SELECT min(t.at) FROM audit_event t WHERE t.mo_id = a.mo_id "
-        "AND t.to_state IN ('finished', 'failed')) FROM audit_event a WHERE a.action = 'ack_slot' GROUP BY a.mo_id"
-    )
-    for mo_id, acked, stored in ack_rows:
-        assert stored is not None and stored <= acked, f"{tag}: {mo_id} acked at {acked} before stored at {stored}"
-    acked_on_plc = sum(slot["batches_acked"] for slot in plc["slots"])
-    ended = len(per_mo) + sum(1 for _ in s.sql("SELECT 1 FROM mo_batch WHERE finished_at IS NOT NULL"))
-    assert acked_on_plc <= ended, f"{tag}: the PLC saw {acked_on_plc} acks, only {ended} ended batches stored"
+    # --- no acknowledgement without storage, per MO, as the PLC saw it (its own log of R = 1 per batch)
+    stored = {
+        mo
+        for (mo,) in s.sql(
+            "SELECT mo_id FROM mo_batch WHERE result_fingerprint IS NOT NULL "
+            "UNION SELECT mo_id FROM mo_histories WHERE result_fingerprint IS NOT NULL"
+        )
+    }
+    acked_by_plc = plc_acks(s)
+    unstored = sorted(set(acked_by_plc) - stored)
+    assert not unstored, f"{tag}: the PLC took an ack for {unstored}, whose result is not stored"
+    acked_twice = {mo: n for mo, n in acked_by_plc.items() if n > queued[mo]}
+    assert not acked_twice, f"{tag}: acked on the PLC more often than queued: {acked_twice}"
 
     # --- failures: stored once, acked after storage, reported to Odoo exactly once
     rows = s.sql("SELECT event_id, equipment_code, plc_time_utc, received_at, acked_at FROM equipment_failure")
@@ -355,13 +378,21 @@ def check_invariants(s: System, plan: Plan) -> dict[str, Any]:
     )
     assert plc["failures"]["acked"] <= len(rows), f"{tag}: more failures acked than stored"
     odoo_failures = odoo["failures"]
+    # Every event the PLC saw acknowledged (its own log, per event) is a stored row: no ack without storage.
+    stored_events = {
+        (code, text, local.strftime("%Y-%m-%d %H:%M:%S"))
+        for code, text, local in s.sql("SELECT equipment_code, description, plc_time_local FROM equipment_failure")
+    }
+    unstored_events = [e for e in plc_failure_acks(s) if e not in stored_events]
+    assert not unstored_events, f"{tag}: the PLC took an ack for failure events never stored: {unstored_events}"
     for r in rows:
-        assert r.acked_at is not None and r.acked_at >= r.received_at, f"{tag}: {r.event_id} acked before stored"
+        assert r.acked_at is not None, f"{tag}: {r.event_id} stored but never acknowledged"
         date = r.plc_time_utc.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
         same = [o for o in odoo_failures if o["equipment_code"] == r.equipment_code and o["date"] == date]
         assert len(same) == 1, f"{tag}: failure {r.event_id} ({r.equipment_code} {date}) in Odoo {len(same)}x"
     assert len(odoo_failures) == len(rows), f"{tag}: Odoo holds {len(odoo_failures)} failures, DB {len(rows)}"
     return {
+        "acks_without_storage": len(unstored) + len(unstored_events),
         "completed": len(completed),
         "cancelled": len(cancelled),
         "attention": sorted(leftover),
