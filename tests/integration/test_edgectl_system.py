@@ -175,8 +175,13 @@ def test_arm_an_armed_slot_and_no_gateway(system: System, config: Path) -> None:
 
 
 def test_cancel_a_queued_batch_once(system: System, config: Path) -> None:
-    mo_id = newest_queued(system)
-    done = ctl(config, "cancel", mo_id)
+    # On a loaded machine the planner may write (and finish) the chosen MO before edgectl has started: that
+    # refusal is correct; take the next queued one (a few tries), but one cancel must succeed.
+    for _ in range(5):
+        mo_id = newest_queued(system)
+        done = ctl(config, "cancel", mo_id)
+        if done.returncode == 0 or ("not queued" not in done.stderr and "already archived" not in done.stderr):
+            break
     assert done.returncode == 0, done.stderr
     assert "Odoo" in done.stdout
     assert system.sql("SELECT status FROM mo_histories WHERE mo_id = :m", m=mo_id) == [("cancelled",)]

@@ -56,7 +56,7 @@ class Plant:
             {},
             tmp / "sim.log",
         ).start()
-        wait_until(self._sim_ready, 10, what="plc-sim control port")
+        wait_until(self._sim_ready, 30, what="plc-sim control port")
         self.gateway_env = {
             "MQTT_URL": broker.url,
             "MQTT_TOPIC_ROOT": ROOT,
