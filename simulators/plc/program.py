@@ -10,6 +10,7 @@ failure area; the next is posted only after its flag reads 1. Every address come
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -260,6 +261,15 @@ class PlcProgram:
             self._write_weight(st, weight)
         status = "status_operation" if failing else "status_manufacturing"
         self.memory.set(base + layout.field(status).offset, 1)
+        # The batch's end as the PLC holds it, one JSON line: the fault suite's independent record of it.
+        record: dict[str, Any] = {
+            "mo_id": st.mo_id,
+            "consumption": {code: st.shown.get(code, 0.0) for code in self.map.equipment_codes},
+            "weight_finished_good": weight,
+            "status_manufacturing": 0 if failing else 1,
+            "status_operation": 1 if failing else 0,
+        }
+        log.info("slot %d: final %s", st.slot, json.dumps(record, sort_keys=True))
         st.phase = "finished"
         st.failed = failing
         if failing:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.conftest import PgCluster, Plan, check_invariants, drive, start_system, wait_drained
+from tests.faults.conftest import SERVICES, PgCluster, Plan, check_invariants, drive, start_system, wait_drained
 from tests.support.procs import wait_until
 from tests.support.system import ROOT, System
 
@@ -235,3 +235,40 @@ def test_plc_reboot_mid_batch_never_redoses(
     reported = {k: v for k, v in odoo_mo["consumption"].items() if v}
     assert not reported and not odoo_mo["qty_producing"], f"seed={seed}: {victim} reported {odoo_mo}"
     assert summary["completed"] == 7, f"seed={seed}: {summary}"
+
+
+def test_power_cut_of_the_whole_edge_box(
+    seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, systems: list[System], pg_cluster: PgCluster
+) -> None:
+    """Every service, the broker and PostgreSQL die at the same instant (SIGKILL / immediate stop: no
+    shutdown, no flush), twice; the PLC keeps running, as it does on a plant. Then everything starts again."""
+    rng = random.Random(seed)
+    s = start_system(
+        tmp_path, monkeypatch, mos=12, slots=2, cluster=pg_cluster, batch_seconds=rng.uniform(0.6, 1.2)
+    )
+    systems.append(s)
+    plan = Plan(seed, 12, failures=3)
+    cuts: list[float] = []
+    nxt = _every(rng, 1.5, 3.0)
+
+    def step(elapsed: float) -> None:
+        if elapsed < nxt[0] or len(cuts) >= 2:
+            return
+        cuts.append(round(elapsed, 2))
+        for name in SERVICES:
+            s.procs[name].kill9()
+        s.broker.process.kill()
+        pg_cluster.stop(mode="immediate")
+        s.broker.process.wait(5)
+        time.sleep(rng.uniform(0.5, 3.0))  # the PLC finishes batches and posts failures meanwhile
+        pg_cluster.start()
+        s.broker.restart()
+        for name in SERVICES:
+            s.start_service(name)
+        nxt[0] = elapsed + rng.uniform(3.0, 6.0)
+
+    drive(s, plan, budget_s=150, step=step)
+    wait_drained(s, plan, timeout=90)
+    summary = check_invariants(s, plan)
+    print(f"seed={seed} power cuts at {cuts}: {summary}")
+    assert len(cuts) == 2 and summary["completed"] + summary["cancelled"] == 12, f"seed={seed}: {summary}"
