@@ -38,6 +38,7 @@ from . import handshake
 from .area_poll import BlockAssembler, area_topic, plan_reads
 from .handshake import PlcIO, Reply, WriteNotAllowed
 from .metrics import GatewayMetrics
+from .plc_diag import PlcDiagnostics
 from .publisher import SnapshotTracker, snapshot_message
 from .settings import GatewaySettings
 
@@ -93,6 +94,16 @@ class Gateway:
                 f"FINS_CHUNK_WORDS={settings.fins_chunk_words} is below the largest write of the memory map "
                 f"({memory_map.largest_write_words()} words); set it to at least that"
             )
+        self.diagnostics = PlcDiagnostics(
+            self.fins,
+            self.metrics.registry,
+            interval_s=settings.plc_diag_interval_s,
+            max_clock_offset_s=settings.plc_clock_max_offset_s,
+            timezone=settings.plant_timezone,
+            publish_event=lambda body: self.link.publish_json(self.topics.gateway_events, body),
+            on_change=self.publish_status,
+            broker_ready=self.link.connected.is_set,
+        )
 
     # ------------------------------------------------------------------ paho thread -> loop
 
@@ -107,7 +118,9 @@ class Gateway:
     # ------------------------------------------------------------------ status
 
     def _status_body(self) -> dict[str, Any]:
+        # Also built for the MQTT birth message, before the FINS client and the diagnostics exist.
         stats = getattr(self, "fins", None)
+        diagnostics = getattr(self, "diagnostics", None)
         rtt = None
         if stats is not None and stats.stats.rtt_p50 is not None:
             rtt = round(stats.stats.rtt_p50 * 1000, 3)
@@ -123,6 +136,7 @@ class Gateway:
                 "reachable": bool(self.plc_reachable),
                 "rtt_ms": rtt,
                 "last_error": self.last_error,
+                **(diagnostics.status() if diagnostics is not None else {}),
             },
         }
 
@@ -329,7 +343,7 @@ class Gateway:
             },
         )
         try:
-            await asyncio.gather(self.poll_loop(stop), self.command_loop(stop))
+            await asyncio.gather(self.poll_loop(stop), self.command_loop(stop), self.diagnostics.loop(stop))
         finally:
             self.link.stop()
             self.fins.close()
