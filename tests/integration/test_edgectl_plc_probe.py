@@ -1,4 +1,4 @@
-"""`edgectl plc probe` as a process against plc-sim over real UDP (scan model on): a wrong DA1, the right one, a
+"""`edgectl plc probe` as a process against plc-sim over real UDP (scan time from PLC_SIM_SCAN_MS): a wrong DA1, the right one, a
 PLC that replies only to a fixed port, and a unit that does not exist. The probe must never change PLC memory."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ SIM_NODE = 7  # not 1 (the default PLC_NODE) nor 127.0.0.1's last octet: only DA
 
 @pytest.fixture
 def sim() -> Iterator[PlcSimProcess]:
-    s = start_plc_sim("--node", str(SIM_NODE), "--scan-ms", "10")
+    s = start_plc_sim("--node", str(SIM_NODE))  # scan time: PLC_SIM_SCAN_MS, else 10 ms
     yield s
     s.stop()
 
@@ -78,7 +78,7 @@ def test_wrong_da1_then_the_right_one(sim: PlcSimProcess) -> None:
 
 def test_a_plc_replying_only_to_its_fins_port() -> None:
     fixed = free_port(2)
-    sim = start_plc_sim("--node", str(SIM_NODE), "--scan-ms", "10", "--reply-port", str(fixed))
+    sim = start_plc_sim("--node", str(SIM_NODE), "--reply-port", str(fixed))
     try:
         rc, doc = probe(sim.port, "--node", str(SIM_NODE), "--fixed-port", str(fixed), "--da2", "3")
     finally:
