@@ -41,6 +41,7 @@ from .metrics import GatewayMetrics
 from .plc_diag import PlcDiagnostics
 from .publisher import SnapshotTracker, snapshot_message
 from .settings import GatewaySettings
+from .turns import CommandsFirst
 
 log = logging.getLogger("plc_gateway")
 SERVICE = "plc_gateway"
@@ -75,6 +76,8 @@ class Gateway:
             on_connected=self._on_connected,
             birth=self._status_body(),
         )
+        # A poll waits for a running command at most one poll period: commands first, the poll never starved.
+        self.turns = CommandsFirst(settings.poll_interval_ms / 1000)
         self.poll_plan = plan_reads(self.map, settings.fins_chunk_words, per_slot=settings.poll_mode == "slot")
         self.fins = FinsClient(
             host=settings.plc_host,
@@ -102,7 +105,8 @@ class Gateway:
             timezone=settings.plant_timezone,
             publish_event=lambda body: self.link.publish_json(self.topics.gateway_events, body),
             on_change=self.publish_status,
-            broker_ready=self.link.connected.is_set,
+            ready=lambda: self.link.connected.is_set() and self.plc_reachable is not None,
+            wait_turn=self.turns.turn,
         )
 
     # ------------------------------------------------------------------ paho thread -> loop
@@ -160,6 +164,7 @@ class Gateway:
         """One poll: one FINS read per area (see area_poll.py); commands run between the reads."""
         assembler = BlockAssembler(self.map)
         for read in self.poll_plan:
+            await self.turns.turn()
             started = time.perf_counter()
             words = await self.fins.read_words(read.address, read.count)
             self.metrics.fins_rtt.observe(time.perf_counter() - started)
@@ -192,6 +197,10 @@ class Gateway:
             cycle_start = time.monotonic()
             try:
                 await self.poll_once()
+                took = time.monotonic() - cycle_start
+                self.metrics.poll_seconds.observe(took)
+                if took > interval:
+                    self.metrics.poll_overruns.inc()
                 self.tracker.end_cycle()
                 self.metrics.polls.inc()
                 self.last_poll_ok = time.monotonic()
@@ -267,7 +276,8 @@ class Gateway:
                 name, cmd.request_id, reply_to, Reply(False, "expired", "command arrived after expires_at")
             )
             return
-        reply = await self._execute(name, cmd)
+        async with self.turns.command():
+            reply = await self._execute(name, cmd)
         self._reply(name, cmd.request_id, reply_to, reply, cache=True, args=command_args(cmd))
 
     async def _execute(self, name: str, cmd: CommandBase) -> Reply:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -75,7 +75,8 @@ class PlcDiagnostics:
         timezone: str,
         publish_event: Callable[[dict[str, Any]], object],
         on_change: Callable[[], object],
-        broker_ready: Callable[[], bool] = lambda: True,
+        ready: Callable[[], bool] = lambda: True,
+        wait_turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.fins = fins
         self.metrics = DiagnosticsMetrics(registry)
@@ -84,7 +85,8 @@ class PlcDiagnostics:
         self.zone = ZoneInfo(timezone)
         self.publish_event = publish_event
         self.on_change = on_change  # republish the gateway status
-        self.broker_ready = broker_ready
+        self.ready = ready
+        self.wait_turn = wait_turn  # commands first (turns.py): each read waits while a command runs
         self.alarms = AlarmBook()
         self.last: Diagnosis | None = None
         self.read_at: dt.datetime | None = None
@@ -94,9 +96,16 @@ class PlcDiagnostics:
     def enabled(self) -> bool:
         return self.interval_s > 0
 
+    async def _turn(self) -> None:
+        if self.wait_turn is not None:
+            await self.wait_turn()
+
     async def read(self) -> Reading:
+        await self._turn()
         status = await self.fins.controller_status(retries=0)
+        await self._turn()
         cycle = await self.fins.cycle_time(retries=0)
+        await self._turn()
         before = dt.datetime.now(dt.UTC)
         clock = await self.fins.clock(retries=0)
         after = dt.datetime.now(dt.UTC)
@@ -145,10 +154,12 @@ class PlcDiagnostics:
     async def loop(self, stop: asyncio.Event) -> None:
         if not self.enabled:
             return
-        # An alarm is announced once, when raised: give the broker connection a moment at start-up so that the
-        # first round's event (a PLC found in PROGRAM mode) is not published into a link that is still down.
-        for _ in range(100):
-            if self.broker_ready() or stop.is_set():
+        # An alarm is announced once, when raised: at start-up wait (bounded) for the broker connection, so the
+        # first round's event (a PLC found in PROGRAM mode) does not go into a link still down, and for the
+        # first poll's verdict on the PLC link, so the status the first round publishes does not call a PLC
+        # "unreachable" that nobody has polled yet.
+        for _ in range(200):
+            if self.ready() or stop.is_set():
                 break
             await asyncio.sleep(0.05)
         while not stop.is_set():
