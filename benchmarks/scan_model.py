@@ -273,7 +273,7 @@ def main() -> None:
     args = ap.parse_args()
     cases = [Case(s, n, mode) for s in args.scan_ms for n in args.slots for mode in ("area", "slot")]
     cases.append(Case(max(args.scan_ms), max(args.slots), "area", diag_s=0.5))  # diagnostics do not delay commands
-    print(f"poll period {POLL_MS} ms; {args.samples} samples per latency column (p99 of 40 samples = the largest)")
+    print(f"poll period {POLL_MS} ms; {args.samples} samples per latency column (up to 100: p99 = max)")
     print(
         "case | FINS cmds/poll | poll mean / p99 bucket | overruns/polls | change->MQTT p50/p99 ms | "
         "write_batch reply p50/p99 ms (codes) | gateway CPU idle/commands | scan avg ms, deferred"
