@@ -276,8 +276,7 @@ class Gateway:
                 name, cmd.request_id, reply_to, Reply(False, "expired", "command arrived after expires_at")
             )
             return
-        async with self.turns.command():
-            reply = await self._execute(name, cmd)
+        reply = await self._execute(name, cmd)
         self._reply(name, cmd.request_id, reply_to, reply, cache=True, args=command_args(cmd))
 
     async def _execute(self, name: str, cmd: CommandBase) -> Reply:
@@ -297,7 +296,8 @@ class Gateway:
         }[name]
         assert isinstance(cmd, expected)
         try:
-            return await runners[name](self.fins, self.map, cmd)
+            async with self.turns.command():  # the poll and diagnostics wait while this command runs
+                return await runners[name](self.fins, self.map, cmd)
         except WriteNotAllowed as exc:
             log.error("write outside the memory map refused", extra={"error": str(exc)})
             return Reply(False, "not_allowed", str(exc))
