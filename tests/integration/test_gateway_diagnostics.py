@@ -155,3 +155,17 @@ def test_clock_offset_beyond_the_limit_is_an_alarm(plant: Plant) -> None:
     # The alarm never fired for the mode: the PLC stayed in RUN throughout.
     events = [b for _, t, b, _ in plant.watch.messages[start:] if t == EVENTS and b]
     assert {e["alarm"] for e in events} == {"plc_clock"}
+
+
+def test_diagnostics_with_the_scan_model_off(broker: Broker, tmp_path: Path) -> None:
+    """Instant replies (--scan-ms 0, the unit-speed mode): 0620 still reports the program's 10 ms period."""
+    p = Plant(broker, tmp_path, ["--scan-ms", "0"], env={"PLC_DIAG_INTERVAL_S": "0.3"})
+    try:
+        _, body = p.watch.wait_for(lambda t, b: t == STATUS and diag_of(b).get("mode") == "RUN", 15)
+        assert 5 <= diag_of(body)["cycle_ms"]["average"] <= 50 and abs(diag_of(body)["clock_offset_s"]) <= 1.5
+        start = p.watch.mark()
+        p.control("POST", "/plc", {"mode": "PROGRAM"})
+        _, event = p.watch.wait_for(lambda t, b: t == EVENTS and b.get("event") == "alarm", 10, since=start)
+        assert event["alarm"] == "plc_mode"
+    finally:
+        p.stop()
