@@ -1,4 +1,5 @@
-"""``edgectl plc read|status``: talk to the PLC directly over FINS/UDP with the gateway's client.
+"""``edgectl plc read|status|probe``: talk to the PLC directly over FINS/UDP with the gateway's client (probe:
+edgectl/commands/plc_probe.py).
 
 Use a source node (SA1) that no other client uses on the PLC's network (reference A6): replies go by node.
 Reads stay inside the memory map's areas (`--area read-slot --slot 1`, or `--address/--count` within a mapped
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgectl.commands import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
+from edgectl.commands import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, plc_probe
 from shared.fins.client import FinsClient
 from shared.fins.errors import FinsError, FinsTimeout
 from shared.fins.frames import parse_dm_address
@@ -53,6 +54,7 @@ def register(sub: Any) -> None:
             a.add_argument("--map", type=Path, default=None, help="memory map YAML (default: the plant's)")
             a.add_argument("--decode", action="store_true", help="with --area: print the decoded snapshot")
         a.set_defaults(func=run)
+    plc_probe.register(actions)
 
 
 async def _run(args: argparse.Namespace) -> Any:

@@ -1,7 +1,8 @@
 """``edgectl status``: every service's retained status, the PLC link, and the database's view of the work.
 
-Exit 0 all online and the PLC reachable; 1 degraded (a service offline, the PLC unreachable, batches waiting for
-an operator); 3 the broker or the database did not answer (what could be read is still printed).
+Exit 0 all online and the PLC reachable; 1 degraded (a service offline, the PLC unreachable, a PLC alarm: mode
+left RUN/MONITOR or clock off, batches waiting for an operator); 3 the broker or the database did not answer
+(what could be read is still printed).
 """
 
 from __future__ import annotations
@@ -95,7 +96,31 @@ def plc_view(seen: dict[str, dict[str, Any]], topics: Topics) -> dict[str, Any]:
         "slots": gw.get("slots"),
         "map_version": gw.get("map_version"),
         "poll_interval_ms": gw.get("poll_interval_ms"),
+        "diagnostics": plc.get("diagnostics"),  # None: PLC_DIAG_INTERVAL_S=0 or an older gateway
+        "alarms": [a for a in plc.get("alarms") or () if isinstance(a, dict)],
     }
+
+
+def diagnostics_line(diag: Any) -> str | None:
+    """PLC mode, scan time and clock offset for people, from the gateway's last diagnostics round."""
+    if not isinstance(diag, dict):
+        return None
+    if diag.get("mode") is None:
+        return f"PLC diag   not read yet{': ' + str(diag['error']) if diag.get('error') else ''}"
+    cycle = diag.get("cycle_ms") or {}
+    parts = [
+        f"mode {diag['mode']}" + ("" if diag.get("running") else " (stopped)"),
+        f"scan {cycle.get('average')} ms avg, {cycle.get('max')} max, {cycle.get('min')} min",
+        f"clock {diag.get('clock_offset_s'):+} s vs gateway",
+    ]
+    if diag.get("fatal_error") or diag.get("non_fatal_error"):
+        parts.append(
+            f"errors fatal 0x{diag.get('fatal_error', 0):04X} non-fatal 0x{diag.get('non_fatal_error', 0):04X}"
+        )
+    line = "PLC diag   " + ", ".join(parts) + f" (read {diag.get('read_at')})"
+    if diag.get("error"):
+        line += f"; last round failed: {diag['error']}"
+    return line
 
 
 def database_view(conn: connection.Connection) -> dict[str, Any]:
@@ -156,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
     problems = [f"{name} offline" for name, s in doc["services"].items() if broker_ok and not s["online"]]
     if broker_ok and not doc["plc"]["reachable"]:
         problems.append(f"PLC unreachable ({doc['plc'].get('last_error') or 'no detail'})")
+    problems += [f"PLC alarm: {a.get('message') or a.get('kind')}" for a in doc["plc"].get("alarms") or ()]
     if doc.get("attention"):
         problems.append(f"{doc['attention']} batch(es) need an operator (edgectl retry/cancel)")
     if doc.get("failures", {}).get("attention"):
@@ -186,6 +212,10 @@ def human(doc: dict[str, Any]) -> str:
         lines.append(f"PLC        reachable, {rtt}, {plc.get('host')}:{plc.get('port')} node {plc.get('node')}")
     else:
         lines.append(f"PLC        UNREACHABLE: {plc.get('last_error') or '-'}")
+    if doc["broker_reachable"] and (diag := diagnostics_line(plc.get("diagnostics"))):
+        lines.append(diag)
+    for alarm in plc.get("alarms") or () if doc["broker_reachable"] else ():
+        lines.append(f"PLC ALARM  {alarm.get('message') or alarm.get('kind')} (since {alarm.get('since')})")
     if "queue" in doc:
         states = ", ".join(f"{k} {v}" for k, v in doc["queue_states"].items()) or "empty"
         lines.append(f"queue      {doc['queue']} batch(es): {states}")

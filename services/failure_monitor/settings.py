@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import zoneinfo
-
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from shared.db.session import DatabaseSettings
 from shared.odoo.settings import OdooSettings
+from shared.plant_clock import PlantClockSettings
 from shared.service import ServiceSettings
 
 
-class FailureSettings(ServiceSettings, DatabaseSettings, OdooSettings):
-    plant_timezone: str = Field(default="Asia/Jakarta", description="timezone of the PLC clock (IANA name)")
+class FailureSettings(ServiceSettings, DatabaseSettings, OdooSettings, PlantClockSettings):
     report_retry_s: float = Field(default=2.0, gt=0, description="first retry delay; doubles up to the cap")
     report_retry_max_s: float = Field(default=300.0, gt=0)
     report_sweep_s: float = Field(default=30.0, gt=0)
     command_timeout_s: float = Field(default=10.0, gt=0)
-
-    @field_validator("plant_timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(v)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"PLANT_TIMEZONE {v!r} is not an IANA timezone") from None
-        return v

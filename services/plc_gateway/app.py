@@ -38,8 +38,10 @@ from . import handshake
 from .area_poll import BlockAssembler, area_topic, plan_reads
 from .handshake import PlcIO, Reply, WriteNotAllowed
 from .metrics import GatewayMetrics
+from .plc_diag import PlcDiagnostics
 from .publisher import SnapshotTracker, snapshot_message
 from .settings import GatewaySettings
+from .turns import CommandsFirst
 
 log = logging.getLogger("plc_gateway")
 SERVICE = "plc_gateway"
@@ -76,6 +78,8 @@ class Gateway:
             on_connected=self._on_connected,
             birth=self._status_body(),
         )
+        # A poll waits for a running command at most one poll period: commands first, the poll never starved.
+        self.turns = CommandsFirst(settings.poll_interval_ms / 1000)
         self.poll_plan = plan_reads(self.map, settings.fins_chunk_words, per_slot=settings.poll_mode == "slot")
         self.fins = FinsClient(
             host=settings.plc_host,
@@ -95,6 +99,17 @@ class Gateway:
                 f"FINS_CHUNK_WORDS={settings.fins_chunk_words} is below the largest write of the memory map "
                 f"({memory_map.largest_write_words()} words); set it to at least that"
             )
+        self.diagnostics = PlcDiagnostics(
+            self.fins,
+            self.metrics.registry,
+            interval_s=settings.plc_diag_interval_s,
+            max_clock_offset_s=settings.plc_clock_max_offset_s,
+            timezone=settings.plant_timezone,
+            publish_event=lambda body: self.link.publish_json(self.topics.gateway_events, body),
+            on_change=self.publish_status,
+            ready=lambda: self.link.connected.is_set() and self.plc_reachable is not None,
+            wait_turn=self.turns.turn,
+        )
 
     # ------------------------------------------------------------------ paho thread -> loop
 
@@ -109,7 +124,9 @@ class Gateway:
     # ------------------------------------------------------------------ status
 
     def _status_body(self) -> dict[str, Any]:
+        # Also built for the MQTT birth message, before the FINS client and the diagnostics exist.
         stats = getattr(self, "fins", None)
+        diagnostics = getattr(self, "diagnostics", None)
         rtt = None
         if stats is not None and stats.stats.rtt_p50 is not None:
             rtt = round(stats.stats.rtt_p50 * 1000, 3)
@@ -125,6 +142,7 @@ class Gateway:
                 "reachable": bool(self.plc_reachable),
                 "rtt_ms": rtt,
                 "last_error": self.last_error,
+                **(diagnostics.status() if diagnostics is not None else {}),
             },
         }
 
@@ -148,6 +166,7 @@ class Gateway:
         """One poll: one FINS read per area (see area_poll.py); commands run between the reads."""
         assembler = BlockAssembler(self.map)
         for read in self.poll_plan:
+            await self.turns.turn()
             started = time.perf_counter()
             words = await self.fins.read_words(read.address, read.count)
             self.metrics.fins_rtt.observe(time.perf_counter() - started)
@@ -180,6 +199,10 @@ class Gateway:
             cycle_start = time.monotonic()
             try:
                 await self.poll_once()
+                took = time.monotonic() - cycle_start
+                self.metrics.poll_seconds.observe(took)
+                if took > interval:
+                    self.metrics.poll_overruns.inc()
                 self.tracker.end_cycle()
                 self.metrics.polls.inc()
                 self.last_poll_ok = time.monotonic()
@@ -278,7 +301,8 @@ class Gateway:
         }[name]
         assert isinstance(cmd, expected)
         try:
-            return await runners[name](self.fins, self.map, cmd)
+            async with self.turns.command():  # the poll and diagnostics wait while this command runs
+                return await runners[name](self.fins, self.map, cmd)
         except WriteNotAllowed as exc:
             log.error("write outside the memory map refused", extra={"error": str(exc)})
             return Reply(False, "not_allowed", str(exc))
@@ -334,7 +358,7 @@ class Gateway:
             },
         )
         try:
-            await asyncio.gather(self.poll_loop(stop), self.command_loop(stop))
+            await asyncio.gather(self.poll_loop(stop), self.command_loop(stop), self.diagnostics.loop(stop))
         finally:
             self.link.stop()
             self.fins.close()

@@ -25,6 +25,17 @@ class GatewayMetrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )
+        # One poll = one read per area, commands interleaved: under a PLC's scan time this is what must stay
+        # below POLL_INTERVAL_MS (an overrun delays every snapshot).
+        self.poll_seconds = Histogram(
+            "gateway_poll_seconds",
+            "Duration of one poll (all area reads, commands served in between)",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0),
+            registry=r,
+        )
+        self.poll_overruns = Counter(
+            "gateway_poll_overruns", "Polls that took longer than the poll period", registry=r
+        )
         self.fins_timeouts = Gauge("gateway_fins_timeouts", "FINS requests that timed out (total)", registry=r)
         self.fins_retries = Gauge("gateway_fins_retries", "FINS retransmissions (total)", registry=r)
         self.fins_dropped = Gauge("gateway_fins_dropped_datagrams", "Late or stray datagrams dropped", registry=r)

@@ -7,11 +7,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from shared.plant_clock import PlantClockSettings
 from shared.plc.memory_map import DEFAULT_MAP_PATH
 from shared.service import ServiceSettings
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(ServiceSettings, PlantClockSettings):
     plc_host: str = "127.0.0.1"
     plc_port: int = Field(default=9600, ge=1, le=65535)
     plc_node: int = Field(default=1, ge=0, le=254, description="PLC FINS node (DA1)")
@@ -34,3 +35,9 @@ class GatewaySettings(ServiceSettings):
     poll_interval_ms: int = Field(default=500, ge=20, le=60000)
     heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
     reply_cache_size: int = Field(default=2000, ge=10)
+    plc_diag_interval_s: float = Field(
+        default=30.0, ge=0, le=3600, description="PLC diagnostics (0601/0620/0701) period; 0 = off"
+    )
+    plc_clock_max_offset_s: float = Field(
+        default=10.0, gt=0, le=86400, description="alarm when the PLC clock is further off the gateway's"
+    )

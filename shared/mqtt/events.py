@@ -1,5 +1,5 @@
-"""Lifecycle events: `{root}/events/batch` (what happened to which MO) and `{root}/events/failure` (failure
-events that need a person), for operators and triggers."""
+"""Lifecycle events: `{root}/events/batch` (what happened to which MO), `{root}/events/failure` (failure
+events that need a person) and `{root}/events/gateway` (PLC alarms: mode, clock), for operators and triggers."""
 
 from __future__ import annotations
 
@@ -30,3 +30,10 @@ FailureEventKind = Literal["attention", "retry"]
 
 def failure_event(event: FailureEventKind, event_id: str, **details: Any) -> dict[str, Any]:
     return {"event": event, "event_id": event_id, **details}
+
+
+GatewayEventKind = Literal["alarm", "cleared"]
+
+
+def gateway_event(event: GatewayEventKind, alarm: str, **details: Any) -> dict[str, Any]:
+    return {"event": event, "alarm": alarm, **details}

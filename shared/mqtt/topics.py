@@ -75,6 +75,11 @@ class Topics:
     def failure_events(self) -> str:
         return f"{self.root}/events/failure"
 
+    @property
+    def gateway_events(self) -> str:
+        """PLC alarms the gateway raises and clears (mode, clock): services/plc_gateway/diagnostics.py."""
+        return f"{self.root}/events/gateway"
+
     def slot_of(self, topic: str) -> int | None:
         """Slot number of a plc/read/N or plc/write/N topic, else None."""
         head, _, tail = topic.rpartition("/")

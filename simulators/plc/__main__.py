@@ -85,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--timezone", default=None, help="PLC clock zone (default PLANT_TIMEZONE or Asia/Jakarta)")
     p.add_argument("--clock-offset", type=float, default=0.0, help="PLC clock minus real time, seconds")
+    p.add_argument(
+        "--reply-port",
+        type=int,
+        default=None,
+        help="send every reply to this UDP port of the requesting host (an Ethernet unit replying to the FINS port)",
+    )
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -118,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         commands_per_scan=args.commands_per_scan,
         timezone=args.timezone,
         clock_offset_s=args.clock_offset,
+        reply_port=args.reply_port,
     )
 
 

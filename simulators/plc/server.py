@@ -22,7 +22,7 @@ from shared.fins import frames
 from shared.fins.errors import FinsProtocolError
 from shared.plc.memory_map import MemoryMap, load_memory_map
 from simulators.plc.faults import Faults
-from simulators.plc.fins_handler import CommandHandler, Result
+from simulators.plc.fins_handler import CPU_UNIT, UNIT_MISSING, CommandHandler, Result
 from simulators.plc.memory import DataMemory
 from simulators.plc.program import PlcProgram, ProgramConfig
 from simulators.plc.scan import (
@@ -55,6 +55,9 @@ class SimConfig:
     commands_per_scan: int = DEFAULT_COMMANDS_PER_SCAN
     timezone: str | None = None  # the PLC clock's zone (None: PLANT_TIMEZONE, else Asia/Jakarta)
     clock_offset_s: float = 0.0
+    # None: reply to the port a request came from (the Ethernet unit's dynamic conversion). A port: reply to that
+    # port of the requesting host whatever the source port (static conversion: replies go to the FINS port).
+    reply_port: int | None = None
 
 
 @dataclass
@@ -65,6 +68,7 @@ class FinsCounters:
     error_replies: int = 0
     malformed: int = 0
     wrong_node: int = 0
+    unit_missing: int = 0
     dropped_requests: int = 0
     dropped_replies: int = 0
     duplicates: int = 0
@@ -93,6 +97,8 @@ class _FinsPort(asyncio.DatagramProtocol):
 class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
+        if config.reply_port is not None and not 1 <= config.reply_port <= 65535:
+            raise ValueError(f"reply port {config.reply_port} outside 1..65535")
         self.map = _load_map(config)
         seed = config.seed
         self.memory = DataMemory()
@@ -248,6 +254,8 @@ class Simulator:
         if header.da1 not in (0, self.config.node):
             c.wrong_node += 1
             return
+        if self.config.reply_port is not None:
+            addr = (addr[0], self.config.reply_port)
         rng, faults = self._fault_rng, self.faults
         if faults.drop and rng.random() < faults.drop:
             c.dropped_requests += 1
@@ -257,6 +265,9 @@ class Simulator:
         if forced is not None:
             c.forced_end_codes += 1
             result = Result(forced)
+        elif header.da2 != CPU_UNIT:
+            c.unit_missing += 1  # this PLC is a CPU alone: no other unit to route to
+            result = Result(UNIT_MISSING)
         else:
             result = self.handler.execute(
                 command, params, program_mode=faults.program_mode, on_write=self.program.on_fins_write

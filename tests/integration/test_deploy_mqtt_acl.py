@@ -363,6 +363,17 @@ def test_batch_events_come_from_planner_sync_and_operator_only(root: str, client
         )
 
 
+def test_plc_alarms_come_from_the_gateway_only(root: str, clients: Any) -> None:
+    """{root}/events/gateway (PLC mode and clock alarms): the gateway writes it, the operator reads it."""
+    gateway, operator = clients("plc_gateway"), clients("operator")
+    operator.subscribe(f"{root}/events/gateway")
+    assert_delivered(gateway, f"{root}/events/gateway", operator)
+    for user in ("mo_planner", "odoo_sync", "failure_monitor", "operator"):
+        assert_denied(
+            clients(user), f"{root}/events/gateway", operator, f"{root}/events/gateway", control_publisher=gateway
+        )
+
+
 def test_services_read_what_they_need_and_not_commands(root: str, clients: Any) -> None:
     gateway = clients("plc_gateway")
     planner, sync = clients("mo_planner"), clients("odoo_sync")
