@@ -103,7 +103,10 @@ class Console:
         self.signer = auth.Signer(
             settings.console_secret_key.get_secret_value(), lifetime_s=int(settings.console_session_hours * 3600)
         )
-        self.limiter = auth.RateLimiter(settings.console_login_limit, settings.console_login_window_s)
+        # Per login name, and (looser) per client address: one address guessing many names is slowed too,
+        # while a control room where everybody shares one address is not locked out by one person's typos.
+        self.user_limiter = auth.RateLimiter(settings.console_login_limit, settings.console_login_window_s)
+        self.ip_limiter = auth.RateLimiter(4 * settings.console_login_limit, settings.console_login_window_s)
         self.revoked: dict[str, int] = {}  # session id -> expiry: logged out before its cookie expires
         self.read_engine = queries.read_only_engine(
             settings.sqlalchemy_url(), connect_timeout_s=settings.database_connect_timeout_s
@@ -344,8 +347,7 @@ class Console:
             self.m_logins.labels("csrf").inc()
             return self.page(ctx, "login.html", 403, next=nxt, error="The form expired: please log in again.")
         client = request.client.host if request.client else "?"
-        keys = (f"ip:{client}", f"user:{name}")
-        wait = self.limiter.retry_after(*keys)
+        wait = max(self.user_limiter.retry_after(name), self.ip_limiter.retry_after(client))
         if wait > 0:
             self.m_logins.labels("limited").inc()
             log.warning("login rate-limited", extra={"login": name, "client": client})
@@ -356,11 +358,12 @@ class Console:
             return resp
         user = await asyncio.to_thread(auth.authenticate, self.users, name, password)
         if user is None:
-            self.limiter.failed(*keys)
+            self.user_limiter.failed(name)
+            self.ip_limiter.failed(client)
             self.m_logins.labels("failed").inc()
             log.warning("login failed", extra={"login": name, "client": client})
             return self.page(ctx, "login.html", 401, next=nxt, error="Wrong login or password.")
-        self.limiter.succeeded(*keys)
+        self.user_limiter.succeeded(name)
         self.m_logins.labels("ok").inc()
         log.info("login", extra={"login": user.name, "role": user.role, "client": client})
         # A new session id at login: a session planted before the login is worth nothing afterwards.

@@ -122,7 +122,7 @@ def cancel_batch(s: Session, mo_id: str, *, actor: str, via: str, **detail: Any)
             note=f"given up by the operator from attention ({was}); Odoo left as it is",
         )
         return ActionResult(mo_id, f"{mo_id}: given up and archived as cancelled (the MO in Odoo is unchanged)")
-    move(s, row, BatchState.CANCELLED, actor=actor, reason=f"cancelled by the operator ({via})", **detail)
+    move(s, row, BatchState.CANCELLED, actor=actor, reason=f"cancelled by the operator ({via})", via=via, **detail)
     archive(
         s,
         row,
@@ -145,7 +145,7 @@ def retry_batch(s: Session, mo_id: str, *, actor: str, via: str, **detail: Any) 
     origin = _origin(row.state, row.attention_from, row.status_operation)
     assert origin is not None  # batch_actions allowed the retry, so the row is in attention
     previous = row.last_error
-    move(s, row, origin, actor=actor, reason=f"operator retry ({via})", previous_error=previous, **detail)
+    move(s, row, origin, actor=actor, reason=f"operator retry ({via})", via=via, previous_error=previous, **detail)
     row.next_attempt_at = None
     row.last_error = None
     return ActionResult(mo_id, f"{mo_id}: back to {origin}; odoo_sync reports it again", wake="batch")

@@ -27,5 +27,6 @@
       }
     });
   }
-  connect();
+  // Only after `load`: a stream opened earlier keeps the page "loading" for ever in some browsers.
+  if (document.readyState === "complete") { connect(); } else { window.addEventListener("load", connect); }
 })();
