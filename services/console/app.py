@@ -427,7 +427,11 @@ class Console:
                 return items, summary.failures_attention
 
         items, failures = await asyncio.to_thread(load)
-        return self.page(ctx, "attention.html", items=items, failures=failures)
+        with self._lock:
+            gateway = self.live.statuses.get("plc_gateway")
+            known = list(self.live.reads)
+        slots = range(1, (views.plc_row(gateway).slots or max([*known, 1])) + 1)
+        return self.page(ctx, "attention.html", items=items, failures=failures, slots=slots)
 
     async def queue_page(self, request: Request, ctx: Ctx) -> Response:
         def load() -> list[Any]:

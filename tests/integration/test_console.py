@@ -309,6 +309,21 @@ def test_attention_shows_on_overview_and_retry_works_from_the_browser(
     assert "operator:alice" in transitions and "odoo_sync" in transitions
 
 
+def test_operator_arms_a_slot_through_the_gateway(page: Any, app: ConsoleProc, system: System) -> None:
+    login(page, app, "alice")
+    page.wait_for_url(f"{app.url}/")
+    page.goto(f"{app.url}/attention")
+    page.click("#arm-1")
+    page.click("#confirm")
+    # The gateway answered (armed, already armed or slot not empty: each is a real reply, not a timeout).
+    text = page.locator("[role=alert]").inner_text()
+    assert re.search(r"slot 1: (ok (armed|already_armed)|REFUSED slot_not_empty)", text), text
+    [(ok, code)] = system.sql(
+        "SELECT detail->>'ok', detail->>'code' FROM audit_event WHERE action = 'arm' AND actor = 'operator:alice'"
+    )
+    assert code in ("armed", "already_armed", "slot_not_empty") and ok in ("true", "false")
+
+
 # ------------------------------------------------------------------------------------------------ history
 
 
