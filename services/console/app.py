@@ -37,6 +37,7 @@ from services.console import auth, queries, views
 from services.console.settings import ConsoleSettings
 from shared.db.batch_state import HistoryStatus
 from shared.db.columns import COLUMN_SUFFIX
+from shared.db.models import MoBatch, MoHistory
 from shared.db.operator_actions import (
     ActionRefused,
     ActionResult,
@@ -45,11 +46,12 @@ from shared.db.operator_actions import (
     retry_batch,
     retry_failure,
 )
-from shared.db.repo import audit
+from shared.db.repo import actuals_of, audit
 from shared.db.session import make_engine, make_session_factory, transaction
 from shared.mqtt.client import Message, MqttLink, json_object
 from shared.mqtt.events import batch_event, failure_event
 from shared.mqtt.requests import UNREACHABLE_CODES, command_request
+from shared.odoo.mapping import consumption_payload
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -398,7 +400,8 @@ class Console:
         async def stream() -> Any:
             try:
                 yield "retry: 2000\n\n"
-                yield _sse("live", self.fragment)
+                if self.fragment:  # just restarted: nothing rendered yet, keep what the screen shows
+                    yield _sse("live", self.fragment)
                 while True:
                     try:
                         html = await asyncio.wait_for(q.get(), timeout=5.0)
@@ -530,6 +533,7 @@ class Console:
 
         detail = await asyncio.to_thread(load)
         row = detail.row
+        report = report_body(row)
         silos = []
         if row is not None:
             targets, actuals = queries.targets_of(row), queries.actuals_of(row)
@@ -548,6 +552,7 @@ class Console:
             silos=silos,
             actions=actions_for(detail.active) if detail.active else {},
             done=DONE_TEXT.get(request.query_params.get("done", "")),
+            report=report,
             dumps=_json,
         )
 
@@ -688,6 +693,20 @@ class Console:
             yield
         finally:
             await self.shutdown()
+
+
+def report_body(row: MoBatch | MoHistory | None) -> dict[str, object] | None:
+    """The update-with-consumptions body odoo_sync sends (or sent) for a batch the PLC finished: the same
+    function on the same stored row, so the page shows exactly what Odoo gets. None before the finish and for
+    a failed batch (Odoo gets a cancel then)."""
+    if row is None or row.finished_at is None or row.status_operation:
+        return None
+    try:
+        return consumption_payload(
+            row.mo_id, float(row.actual_weight_quantity_finished_goods or 0), actuals_of(row)
+        )
+    except ValueError as exc:
+        return {"error": str(exc)}
 
 
 def _resolve(fut: asyncio.Future[dict[str, Any]], body: dict[str, Any]) -> None:

@@ -307,6 +307,8 @@ def test_attention_shows_on_overview_and_retry_works_from_the_browser(
     page.goto(f"{app.url}/batch?mo={attention_mo}")
     transitions = page.locator("#transitions").inner_text()
     assert "operator:alice" in transitions and "odoo_sync" in transitions
+    report = page.locator("#report").inner_text()
+    assert "update-with-consumptions" in report and f'"mo_id": "{attention_mo}"' in report
 
 
 def test_operator_arms_a_slot_through_the_gateway(page: Any, app: ConsoleProc, system: System) -> None:
