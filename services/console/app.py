@@ -352,7 +352,8 @@ class Console:
         wait = max(self.user_limiter.retry_after(name), self.ip_limiter.retry_after(client))
         if wait > 0:
             self.m_logins.labels("limited").inc()
-            log.warning("login rate-limited", extra={"login": name, "client": client})
+            shown = name if name in self.users else "(unknown login)"
+            log.warning("login rate-limited", extra={"login": shown, "client": client})
             resp = self.page(
                 ctx, "login.html", 429, next=nxt, error=f"Too many failed logins: try again in {int(wait) + 1} s."
             )
@@ -363,7 +364,9 @@ class Console:
             self.user_limiter.failed(name)
             self.ip_limiter.failed(client)
             self.m_logins.labels("failed").inc()
-            log.warning("login failed", extra={"login": name, "client": client})
+            # An unknown name is not logged as typed: people type their password into the login field.
+            shown = name if name in self.users else "(unknown login)"
+            log.warning("login failed", extra={"login": shown, "client": client})
             return self.page(ctx, "login.html", 401, next=nxt, error="Wrong login or password.")
         self.user_limiter.succeeded(name)
         self.m_logins.labels("ok").inc()
@@ -386,7 +389,9 @@ class Console:
 
     async def overview_page(self, request: Request, ctx: Ctx) -> Response:
         kiosk = request.query_params.get("kiosk") == "1"
-        return self.page(ctx, "overview.html", live=self.fragment or self.render_live(), kiosk=kiosk)
+        return self.page(
+            ctx, "overview.html", live=self.fragment or await asyncio.to_thread(self.render_live), kiosk=kiosk
+        )
 
     async def events(self, request: Request) -> Response:
         ctx = self.context(request)
