@@ -326,6 +326,38 @@ def test_operator_arms_a_slot_through_the_gateway(page: Any, app: ConsoleProc, s
     assert code in ("armed", "already_armed", "slot_not_empty") and ok in ("true", "false")
 
 
+def test_failure_report_odoo_refuses_is_handed_back_from_the_browser(
+    page: Any, app: ConsoleProc, system: System
+) -> None:
+    system.odoo("POST", "/_sim/equipment-remove", {"equipment_code": "silo109"})
+    system.plc("POST", "/failure", {"equipment": "silo109", "description": "MOTOR_OVERLOAD"})
+    parked = "SELECT event_id FROM equipment_failure WHERE attention_reason IS NOT NULL"
+    wait_until(lambda: len(system.sql(parked)) == 1, 30, what="a parked failure report")
+    [(event_id,)] = system.sql(parked)
+    login(page, app, "alice")
+    page.wait_for_url(f"{app.url}/")
+    page.locator(".banner", has_text="failure report").wait_for()
+    page.goto(f"{app.url}/failures")
+    assert "silo109" in page.content() and "ATTENTION" in page.content()
+    page.goto(f"{app.url}/attention")
+    page.locator("a.button", has_text="Retry the failure report").click()
+    page.click("#confirm")
+    page.wait_for_url(f"{app.url}/attention")
+    rows = system.sql(
+        "SELECT actor, detail->>'via' FROM audit_event WHERE action = 'failure_retry' AND event_id = :e",
+        e=event_id,
+    )
+    assert rows == [("operator:alice", "console")]
+    # failure_monitor took it back (and, Odoo still refusing, parked it again: a second attention row).
+    wait_until(
+        lambda: (
+            system.sql("SELECT report_attempts FROM equipment_failure WHERE event_id = :e", e=event_id)[0][0] >= 2
+        ),
+        20,
+        what="reported again",
+    )
+
+
 # ------------------------------------------------------------------------------------------------ history
 
 
