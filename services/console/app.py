@@ -285,6 +285,8 @@ class Console:
         if session is None:
             return Ctx(self.signer.new(None), None, True)
         user = self.users.get(session.user) if session.user else None
+        if user is not None and self.signer.needs_renewal(session):
+            return Ctx(self.signer.renewed(session), user, True)
         return Ctx(session, user, False)
 
     def finish(self, ctx: Ctx, response: Response) -> Response:
@@ -412,8 +414,14 @@ class Console:
                         html = await asyncio.wait_for(q.get(), timeout=5.0)
                         yield _sse("live", html)
                     except TimeoutError:
-                        if sid in self.revoked or self.signer.loads(request.cookies.get(COOKIE)) is None:
+                        current = self.signer.loads(request.cookies.get(COOKIE))
+                        if sid in self.revoked or current is None:
                             yield _sse("logout", "")
+                            return
+                        if self.signer.needs_renewal(current):
+                            # The stream's cookie cannot be replaced mid-stream: the page reloads and its
+                            # request gets the renewed cookie (a kiosk stays logged in while it is open).
+                            yield _sse("renew", "")
                             return
                         yield _sse("ping", dt.datetime.now(dt.UTC).strftime("%H:%M:%S"))
             finally:

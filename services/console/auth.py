@@ -167,6 +167,15 @@ class Signer:
             return None
         return Session(sid, user, expires)
 
+    def needs_renewal(self, session: Session) -> bool:
+        """Past half its lifetime: an open page renews it (sliding expiry), so a wall screen stays logged in
+        while a session nobody uses still ends after `lifetime_s`."""
+        return session.user is not None and session.expires - self.clock() < self.lifetime_s / 2
+
+    def renewed(self, session: Session) -> Session:
+        """The same session (same id, so the same CSRF token) with a fresh expiry."""
+        return Session(session.sid, session.user, int(self.clock()) + self.lifetime_s)
+
     def csrf_token(self, session: Session) -> str:
         return _b64(hmac.new(self._csrf_key, f"csrf|{session.sid}".encode(), hashlib.sha256).digest())
 

@@ -66,6 +66,21 @@ def test_session_cookie_round_trip_and_tampering() -> None:
     assert signer.loads(cookie) is None  # expired
 
 
+def test_sessions_in_use_are_renewed_past_half_life() -> None:
+    clock = Clock()
+    signer = auth.Signer(KEY, lifetime_s=100, clock=clock)
+    session = signer.new("alice")
+    assert not signer.needs_renewal(session)
+    clock.t += 51
+    assert signer.needs_renewal(session)
+    fresh = signer.renewed(session)
+    assert fresh.sid == session.sid and fresh.expires == int(clock.t) + 100
+    assert signer.csrf_token(fresh) == signer.csrf_token(session)  # open forms stay valid
+    assert not signer.needs_renewal(signer.new(None))  # anonymous sessions are not kept alive
+    clock.t += 50
+    assert signer.loads(signer.dumps(session)) is None and signer.loads(signer.dumps(fresh)) == fresh
+
+
 def test_short_key_is_refused() -> None:
     with pytest.raises(auth.AuthConfigError):
         auth.Signer("short", lifetime_s=60)

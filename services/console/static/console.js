@@ -19,6 +19,7 @@
     });
     source.addEventListener("ping", function () { state("LIVE " + new Date().toLocaleTimeString(), "ok"); });
     source.addEventListener("logout", function () { window.location.reload(); });
+    source.addEventListener("renew", function () { source.close(); window.location.reload(); });
     source.addEventListener("error", function () {
       state("RECONNECTING", "bad");
       if (source.readyState === EventSource.CLOSED) {
