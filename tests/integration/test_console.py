@@ -8,10 +8,12 @@ One system for the module; tests run in file order (the attention batch is made 
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,7 +34,11 @@ if not Path(CHROMIUM).exists():
     pytest.skip("chromium is not installed (./scripts/test installs it as root)", allow_module_level=True)
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = REPO / "docs"
+# The screenshots in docs/ are taken here; every run takes them, and UPDATE_DOCS_SCREENSHOTS=1 writes them
+# into docs/ (otherwise into the test's tmp dir, so a plain test run leaves the work tree clean).
+DOCS = (
+    REPO / "docs" if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" else Path(tempfile.mkdtemp(prefix="shots-"))
+)
 pytestmark = pytest.mark.slow
 
 
