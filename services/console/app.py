@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 
 from services.console import auth, queries, views
 from services.console.settings import ConsoleSettings
+from shared import __version__
 from shared.db.batch_state import HistoryStatus
 from shared.db.columns import COLUMN_SUFFIX
 from shared.db.models import MoBatch, MoHistory
@@ -129,6 +130,10 @@ class Console:
         self._lock = threading.Lock()
         self.fragment = ""
         self.db_error: str | None = None
+        # Snapshots arrive several times a second while dosing; the database summary is re-read only when a
+        # lifecycle event says it changed, or every 3 s as a safety net.
+        self._summary: queries.Summary | None = None
+        self._db_stale = True
         self.subscribers: set[asyncio.Queue[str]] = set()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -156,7 +161,7 @@ class Console:
             ],
             on_message=self._on_message,
             on_connected=self._nudge,
-            birth={"version": "1", "role": "operator console"},
+            birth={"version": __version__, "role": "operator console"},
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -190,7 +195,8 @@ class Console:
                 self.loop.call_soon_threadsafe(_resolve, fut, body)
             return
         if msg.topic in (self.topics.batch_events, self.topics.failure_events):
-            self._nudge()  # the database changed: re-read it
+            self._db_stale = True  # the database changed: re-read it
+            self._nudge()
             return
         with self._lock:
             changed = self.live.apply(msg.topic, body)
@@ -203,8 +209,10 @@ class Console:
         assert self._changed is not None
         while True:
             # Safety net: the broker state and the database are looked at every 3 s even without news.
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._changed.wait(), timeout=3.0)
+            except TimeoutError:
+                self._db_stale = True
             self._changed.clear()
             try:
                 html = await asyncio.to_thread(self.render_live)
@@ -227,14 +235,16 @@ class Console:
             statuses = {k: dict(v) for k, v in self.live.statuses.items()}
             reads = dict(self.live.reads)
             connected = self.live.broker_connected
-        summary: queries.Summary | None = None
-        try:
-            with self.reader() as s:
-                summary = queries.summary(s, now)
-                s.expunge_all()
-            self.db_error = None
-        except SQLAlchemyError as exc:
-            self.db_error = type(exc).__name__
+        if self._db_stale or self._summary is None:
+            self._db_stale = False
+            try:
+                with self.reader() as s:
+                    self._summary = queries.summary(s, now)
+                    s.expunge_all()
+                self.db_error = None
+            except SQLAlchemyError as exc:
+                self._summary, self.db_error = None, type(exc).__name__
+        summary = self._summary
         services = views.service_rows(statuses)
         plc = views.plc_row(statuses.get("plc_gateway"))
         slot_count = plc.slots or max([*reads.keys(), 1])
