@@ -199,6 +199,37 @@ def test_login_wrong_password_logout_and_rate_limit(page: Any, app: ConsoleProc)
     assert "/login" in page.url
 
 
+def test_every_page_needs_a_login_and_forms_need_their_token(browser: Any, app: ConsoleProc) -> None:
+    context = browser.new_context()  # no cookie at all
+    try:
+        api = context.request
+        for path in (
+            "/",
+            "/attention",
+            "/queue",
+            "/history",
+            "/history.csv",
+            "/failures",
+            "/audit",
+            "/batch?mo=X",
+        ):
+            resp = api.get(f"{app.url}{path}", max_redirects=0)
+            assert resp.status == 303 and resp.headers["location"].startswith("/login"), path
+        assert api.get(f"{app.url}/events").status == 401
+        assert (
+            api.post(f"{app.url}/action", form={"action": "retry", "target": "X", "confirm": "yes"}).status == 401
+        )
+        # A login POST without the form's token (e.g. from another site) is refused even with the right password.
+        login = api.post(f"{app.url}/login", form={"username": "alice", "password": app.passwords["alice"]})
+        assert login.status == 403
+        health = api.get(f"{app.url}/healthz")
+        assert health.status == 200 and health.json()["mqtt_connected"] is True
+        metrics = api.get(f"{app.url}/metrics").text()
+        assert 'console_logins_total{result="csrf"}' in metrics and "console_live_streams" in metrics
+    finally:
+        context.close()
+
+
 # ------------------------------------------------------------------------------------------------ live
 
 
