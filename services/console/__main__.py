@@ -33,7 +33,10 @@ def main() -> None:
         access_log=False,
         # Open live streams must not hold a restart: they reconnect by themselves.
         timeout_graceful_shutdown=3,
+        # Behind a proxy the client address is the proxy's (the per-address login limit then counts the proxy);
+        # trusting X-Forwarded-For from anyone would let a client pick its own address.
         proxy_headers=False,
+        server_header=False,
     )
 
 
