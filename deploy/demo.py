@@ -49,8 +49,10 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ("plc_gateway", "mo_planner", "odoo_sync", "failure_monitor")
-BROKER_USERS = (*SERVICES, "operator", "viewer")
+BROKER_USERS = (*SERVICES, "operator", "viewer", "console")
 DB_NAME = DB_USER = "feedmill"
+CONSOLE_RO = "console_ro"  # the console's read-only database role (SELECT only)
+CONSOLE_LOGINS = ("operator", "viewer")  # demo console users, named after their roles
 # Leftover server directories outside the demo dir (see private_dir) carry this prefix, so a later run can
 # find and remove them without touching anything else in /tmp.
 TMP_PREFIX = "feedmill-demo-"
@@ -352,6 +354,7 @@ class EmbeddedPostgres:
         import sqlalchemy as sa
 
         password = secrets.token_hex(16)  # hex: nothing to quote in URLs or SQL
+        ro_password = secrets.token_hex(16)
         engine = sa.create_engine(
             f"postgresql+psycopg2://postgres:{superuser_pw}@127.0.0.1:{self.port}/postgres",
             isolation_level="AUTOCOMMIT",
@@ -361,9 +364,26 @@ class EmbeddedPostgres:
                 # psycopg2 interpolates client-side, so a bound password works in this utility statement.
                 conn.execute(sa.text(f"CREATE ROLE {DB_USER} LOGIN PASSWORD :pw"), {"pw": password})
                 conn.execute(sa.text(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}"))
+                conn.execute(sa.text(f"CREATE ROLE {CONSOLE_RO} LOGIN PASSWORD :pw"), {"pw": ro_password})
+        finally:
+            engine.dispose()
+        # The console's pages read as console_ro: SELECT on every table the services' role creates, now
+        # (none yet) and later (the migrations), so a page can never change a row whatever its bug.
+        engine = sa.create_engine(
+            f"postgresql+psycopg2://postgres:{superuser_pw}@127.0.0.1:{self.port}/{DB_NAME}",
+            isolation_level="AUTOCOMMIT",
+        )
+        try:
+            with engine.connect() as conn:
+                conn.execute(
+                    sa.text(
+                        f"ALTER DEFAULT PRIVILEGES FOR ROLE {DB_USER} IN SCHEMA public GRANT SELECT ON TABLES TO {CONSOLE_RO}"
+                    )
+                )
         finally:
             engine.dispose()
         write_private(self.password_file, password + "\n")
+        write_private(self.password_file.with_name("postgres_console_ro"), ro_password + "\n")
 
     def running(self) -> bool:
         pid_file = self.data / "postmaster.pid"
@@ -556,6 +576,7 @@ class Ports:
     plc_control: int
     odoo: int
     health: int  # base: plc_gateway, +1 mo_planner, +2 odoo_sync, +3 failure_monitor
+    console: int
 
 
 def service_environment(
@@ -591,19 +612,38 @@ def service_environment(
         "ODOO_POLL_S": "20",
         "SYNC_SWEEP_S": "10",
         "REPORT_RETRY_S": "2",
+        "CONSOLE_PORT": str(ports.console),
+        "CONSOLE_USERS_FILE": str(secrets_dir / "console_users"),
+        "CONSOLE_SECRET_KEY_FILE": str(secrets_dir / "console_secret_key"),
     }
     if cfg.mqtt_url is None:
-        for user in SERVICES:
+        for user in (*SERVICES, "console"):
             env[f"MQTT_PASSWORD_{user.upper()}_FILE"] = str(secrets_dir / f"mqtt_{user}")
     else:  # the user's broker: pass their per-user password settings through
         env.update({k: v for k, v in environ.items() if k.startswith("MQTT_PASSWORD_") and v})
     if cfg.database_url is None:
         env["DATABASE_PASSWORD_FILE"] = str(secrets_dir / "postgres_password")
+        env["CONSOLE_DATABASE_URL"] = database_url.replace(f"//{DB_USER}@", f"//{CONSOLE_RO}@", 1)
+        env["CONSOLE_DATABASE_PASSWORD_FILE"] = str(secrets_dir / "postgres_console_ro")
     else:
         env.update(
             {k: v for k, v in environ.items() if k in ("DATABASE_PASSWORD", "DATABASE_PASSWORD_FILE") and v}
         )
     return env
+
+
+def make_console_users(secrets_dir: Path) -> None:
+    """Random demo passwords (one file per login, printed nowhere: the banner names the files), their scrypt
+    hashes in the users file, and the session key."""
+    from services.console.users import render
+
+    entries = []
+    for name in CONSOLE_LOGINS:
+        path = secrets_dir / f"console_password_{name}"
+        write_private(path, secrets.token_urlsafe(12) + "\n")
+        entries.append(f"{name}:{name}:{path}")
+    write_private(secrets_dir / "console_users", render(entries))
+    write_private(secrets_dir / "console_secret_key", secrets.token_urlsafe(48) + "\n")
 
 
 def run_migrations(env: Mapping[str, str], cwd: Path) -> None:
@@ -675,7 +715,7 @@ def start_supervisor(cfg: DemoConfig, env: dict[str, str], run_dir: Path) -> Sup
     from deploy.supervisord import Supervisor, default_programs, write_supervisor_config
 
     programs = []
-    for program in default_programs(env, with_simulators=True):
+    for program in default_programs(env, with_simulators=True, with_console=True):
         if program.name == "plc_sim":
             # deploy/supervisord.py maps only the production-relevant sim settings; the demo's compressed
             # time and random failures are plc-sim flags (the last occurrence of a flag wins in argparse).
@@ -709,9 +749,10 @@ def _log_tail(sup: Supervisor, name: str, lines: int = 15) -> str:
 
 
 def wait_until_ready(sup: Supervisor, ports: Ports, timeout: float) -> None:
-    names = ["plc_sim", "odoo_sim", *SERVICES]
+    names = ["plc_sim", "odoo_sim", *SERVICES, "console"]
     deadline = time.monotonic() + timeout
     pending = {f"{name} /healthz": ports.health + i for i, name in enumerate(SERVICES)}
+    pending["console /healthz"] = ports.console
     while True:
         states = sup.status()
         bad = {n: s for n, s in states.items() if s in ("FATAL", "EXITED")}
@@ -755,12 +796,18 @@ def banner(
         else "your broker's credentials"
     )
     root = cfg.topic_root
+    logins = "\n".join(
+        f"                     login {name} ({name}), password: cat {rel(secrets_dir / f'console_password_{name}')}"
+        for name in CONSOLE_LOGINS
+    )
     return f"""
 ================================================================ the edge gateway demo is running
 MQTT broker          {broker}   (MQTT Explorer: host {parts.hostname}, port {parts.port or 1883}, no TLS,
                      {creds})
   topics             {root}/#   e.g. {root}/gateway/status, {root}/plc/read/1, {root}/plc/write/1,
                      {root}/plc/failure, {root}/events/batch, {root}/svc/<service>/status, {root}/cmd/#
+operator console     http://127.0.0.1:{ports.console}/   (kiosk: /?kiosk=1)
+{logins}
 edgectl              {rel(venv_bin / "edgectl")} status      (finds the demo via {cfg.connection_file})
                      {rel(venv_bin / "edgectl")} watch
 PLC simulator        http://127.0.0.1:{ports.plc_control}/state   (FINS/UDP on 127.0.0.1:{ports.plc}; batch
@@ -891,7 +938,9 @@ def _run(cfg: DemoConfig, environ: Mapping[str, str], stack: contextlib.ExitStac
         plc_control=free_port(),
         odoo=free_port(),
         health=free_port_block(len(SERVICES)),
+        console=free_port(),
     )
+    make_console_users(secrets_dir)
 
     # Stop callbacks run in reverse: supervisord, then Mosquitto, then PostgreSQL.
     pg: EmbeddedPostgres | None = None
@@ -931,7 +980,7 @@ def _run(cfg: DemoConfig, environ: Mapping[str, str], stack: contextlib.ExitStac
     say("==> migrations: alembic upgrade head")
     run_migrations(env, cfg.demo_dir)
 
-    say("==> supervisord: plc-sim, odoo-sim, plc_gateway, mo_planner, odoo_sync, failure_monitor")
+    say("==> supervisord: plc-sim, odoo-sim, plc_gateway, mo_planner, odoo_sync, failure_monitor, console")
     run_dir = cfg.demo_dir / "run"
     sup = start_supervisor(cfg, env, run_dir)
     record(supervisord_conf=str(sup.config), supervisord_pid=sup.process.pid if sup.process else None)

@@ -58,7 +58,9 @@ SCRIPTS = {
     "failure_monitor": "failure-monitor",
     "plc_sim": "plc-sim",
     "odoo_sim": "odoo-sim",
+    "console": "console",
 }
+CONSOLE = "console"
 # Settings holding a path: a relative value in the env file is relative to that file, not to wherever
 # supervisord happens to start the program.
 _PATH_KEYS = re.compile(r"^(.*_FILE|PLC_MAP|ODOO_CA_BUNDLE)$")
@@ -156,14 +158,33 @@ def simulator_programs(env: Mapping[str, str], bin_dir: Path) -> list[Program]:
     ]
 
 
+def console_env(env: Mapping[str, str]) -> dict[str, str | None]:
+    """The console's own settings: broker user `console`; its pages read through CONSOLE_DATABASE_URL (a
+    read-only role) when set, and its operator actions then write through the services' DATABASE_URL."""
+    own = service_env(CONSOLE, env)
+    own["HEALTH_PORT"] = None  # /healthz and /metrics are on CONSOLE_PORT
+    if env.get("CONSOLE_DATABASE_URL"):
+        own["DATABASE_URL"] = env["CONSOLE_DATABASE_URL"]
+        own["DATABASE_PASSWORD_FILE"] = env.get("CONSOLE_DATABASE_PASSWORD_FILE")
+        own["DATABASE_PASSWORD"] = None
+        own.setdefault(
+            "CONSOLE_ACTION_DATABASE_URL", env.get("CONSOLE_ACTION_DATABASE_URL") or env.get("DATABASE_URL")
+        )
+        if not env.get("CONSOLE_ACTION_DATABASE_URL") and env.get("DATABASE_PASSWORD_FILE"):
+            own["CONSOLE_ACTION_DATABASE_PASSWORD_FILE"] = env["DATABASE_PASSWORD_FILE"]
+    return own
+
+
 def default_programs(
     env: Mapping[str, str],
     *,
     with_simulators: bool = False,
+    with_console: bool = False,
     services: Iterable[str] = SERVICES,
     bin_dir: Path | None = None,
 ) -> list[Program]:
-    """The four services (or a subset) and optionally the two simulators, with their per-service settings.
+    """The four services (or a subset), optionally the console and the two simulators, with their
+    per-service settings.
 
     `bin_dir` holds the console scripts; default: next to the running Python (the venv's bin)."""
     bin_dir = bin_dir or Path(sys.executable).parent
@@ -173,6 +194,9 @@ def default_programs(
             raise ValueError(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
         index = SERVICES.index(service)
         programs.append(Program(service, [_script(service, bin_dir)], service_env(service, env, index)))
+    if with_console:
+        # Started last and stopped first: nothing depends on it, and it changes nothing while it is down.
+        programs.append(Program(CONSOLE, [_script(CONSOLE, bin_dir)], console_env(env), priority=200))
     return programs
 
 
@@ -352,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--env-file", type=Path, required=True, help="settings (.env syntax), see .env.example")
     parser.add_argument("--run-dir", type=Path, required=True, help="config, socket, logs and env files go here")
     parser.add_argument("--with-simulators", action="store_true", help="also run plc-sim and odoo-sim")
+    parser.add_argument("--with-console", action="store_true", help="also run the operators' web console")
     parser.add_argument("--services", default=",".join(SERVICES), help="comma-separated subset of services")
     parser.add_argument("--bin-dir", type=Path, help="where the console scripts are (default: next to python)")
     args = parser.parse_args(argv)
@@ -360,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         programs = default_programs(
             env,
             with_simulators=args.with_simulators,
+            with_console=args.with_console,
             services=[s for s in args.services.split(",") if s],
             bin_dir=args.bin_dir,
         )

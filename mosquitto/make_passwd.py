@@ -11,7 +11,7 @@ Where each user's password comes from (first hit wins), for user `plc_gateway`:
 3. `<secrets-dir>/mqtt_plc_gateway` (compose mounts secrets at /run/secrets/<name>).
 
 Required users (default: plc_gateway mo_planner odoo_sync failure_monitor operator) must all have a password,
-optional ones (default: viewer) are written when one is found. A missing or empty password, a password with a
+optional ones (default: viewer, console) are written when one is found. A missing or empty password, a password with a
 line break or a secrets file that is not a regular file stops the tool with a message naming the user and the
 source, never the value. Surrounding whitespace (the trailing newline of `echo pw > file`) is stripped, like
 the services' `*_FILE` reader (shared/config.py) does, so both sides agree on the password.
@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REQUIRED_USERS = ("plc_gateway", "mo_planner", "odoo_sync", "failure_monitor", "operator")
-OPTIONAL_USERS = ("viewer",)
+OPTIONAL_USERS = ("viewer", "console")
 # Mosquitto's own default is 101 iterations. The broker runs PBKDF2 once per CONNECT; with a handful of
 # long-lived clients 10000 rounds (a few ms each) cost nothing and make a leaked file much harder to crack.
 DEFAULT_ITERATIONS = 10_000

@@ -8,9 +8,7 @@ Exit 0 armed or already armed, 4 refused (e.g. slot_not_empty), 3 no reply or th
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import time
-import uuid
 from typing import Any
 
 from edgectl import connection
@@ -19,10 +17,8 @@ from edgectl.commands import EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE
 from edgectl.errors import Unreachable
 from edgectl.output import to_json
 from shared.mqtt.client import json_object
-from shared.mqtt.payloads import answers, dumps, iso, utc_now
-
-# Reply codes that mean "the gateway could not talk to the PLC", not "the PLC said no".
-UNREACHABLE_CODES = {"plc_unreachable"}
+from shared.mqtt.payloads import dumps
+from shared.mqtt.requests import UNREACHABLE_CODES, command_request
 
 
 def register(sub: Any) -> None:
@@ -42,18 +38,14 @@ def _slot(text: str) -> int:
 
 def request(conn: connection.Connection, command: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Send a gateway command with request_id and reply_to; return the reply or raise Unreachable."""
-    request_id = f"edgectl-{uuid.uuid4().hex}"
-    reply_to = f"{conn.topics.reply_prefix('edgectl')}/{uuid.uuid4().hex}"
-    # expires_at: if the gateway is down and picks the command up much later, it must not act on it then.
-    expires = iso(utc_now() + dt.timedelta(seconds=timeout))
-    body = {"request_id": request_id, "reply_to": reply_to, "expires_at": expires, **args}
-    with Bus(conn.broker(), [reply_to], timeout=min(timeout, 5.0)) as bus:
-        bus.publish(conn.topics.cmd(command), dumps("edgectl", body))
+    req = command_request(conn.topics, "edgectl", command, args, timeout)
+    with Bus(conn.broker(), [req.reply_to], timeout=min(timeout, 5.0)) as bus:
+        bus.publish(req.topic, dumps("edgectl", req.body))
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             msg = bus.get(left)
             reply = json_object(msg.payload) if msg else None
-            if reply is not None and answers(reply, request_id, command, args):
+            if reply is not None and req.answered_by(reply):
                 return reply
     raise Unreachable(
         f"no reply from plc_gateway to {command} within {timeout:g} s (is it running? see `edgectl status`)"

@@ -13,15 +13,12 @@ import getpass
 import sys
 from typing import Any
 
-from sqlalchemy import select
-
 from edgectl import connection
 from edgectl.bus import Bus
 from edgectl.commands import EXIT_OK
 from edgectl.db import session_factory
 from edgectl.errors import Refused, Unreachable, UsageError
-from shared.db.models import EquipmentFailure
-from shared.db.repo import audit
+from shared.db.operator_actions import MIN_EVENT_PREFIX, ActionRefused, retry_failure
 from shared.db.session import transaction
 from shared.mqtt.events import failure_event
 from shared.mqtt.payloads import dumps
@@ -42,31 +39,17 @@ def register(sub: Any) -> None:
 def run_retry(args: argparse.Namespace) -> int:
     conn = connection.resolve(args)
     broker = conn.broker()  # settings checked before the database is changed
-    if len(args.event_id) < 6:
-        raise UsageError("give at least 6 hex digits of the event id")
+    if len(args.event_id) < MIN_EVENT_PREFIX:
+        raise UsageError(f"give at least {MIN_EVENT_PREFIX} hex digits of the event id")
     with session_factory(conn) as factory, transaction(factory) as s:
-        rows = s.scalars(
-            select(EquipmentFailure).where(EquipmentFailure.event_id.startswith(args.event_id)).with_for_update()
-        ).all()
-        if len(rows) != 1:
-            raise Refused(f"{args.event_id}: {len(rows)} failure events match; give a longer prefix")
-        row = rows[0]
-        if row.attention_reason is None:
-            raise Refused(f"{row.event_id} is not in attention (reported: {row.reported_at is not None})")
-        audit(
-            s,
-            actor=ACTOR,
-            action="failure_retry",
-            event_id=row.event_id,
-            previous=row.attention_reason,
-            user=_user(),
-        )
-        row.attention_reason, row.attention_at, row.next_attempt_at = None, None, None
-        event_id = row.event_id
-    print(f"{event_id}: back to failure_monitor; it reports it again")
+        try:
+            result = retry_failure(s, args.event_id, actor=ACTOR, via="edgectl", user=_user())
+        except ActionRefused as exc:
+            raise Refused(str(exc)) from None
+    print(result.message)
     try:
         with Bus(broker) as bus:
-            bus.publish(conn.topics.failure_events, dumps("edgectl", failure_event("retry", event_id)))
+            bus.publish(conn.topics.failure_events, dumps("edgectl", failure_event("retry", result.subject)))
     except (Unreachable, UsageError, Refused) as exc:
         print(
             f"edgectl failure-retry: wake-up not sent ({exc}); failure_monitor finds it on its sweep",

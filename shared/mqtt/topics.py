@@ -12,7 +12,7 @@ COMMAND_SENDERS: dict[str, tuple[str, ...]] = {
     "write_batch": ("mo_planner",),
     "ack_slot": ("mo_planner",),
     "ack_failure": ("failure_monitor",),
-    "arm": ("edgectl",),
+    "arm": ("edgectl", "console"),
     "read_area": ("edgectl",),
 }
 SCHEMA_VERSION = 1

@@ -139,7 +139,7 @@ def test_broker_gets_generated_auth_files_and_persistent_data(config: dict[str, 
         job["command"]
     )
     assert {s["source"] for s in job["secrets"]} == {
-        f"mqtt_{u}" for u in [*SERVICES.values(), "operator", "viewer"]
+        f"mqtt_{u}" for u in [*SERVICES.values(), "operator", "viewer", "console"]
     }
     broker = services["mosquitto"]
     assert broker["image"].startswith("eclipse-mosquitto:2")
@@ -254,3 +254,16 @@ def test_service_healthcheck_command_against_a_real_health_server(healthy: bool)
         assert subprocess.run([sys.executable, "-c", code], env=off, timeout=10, check=False).returncode == 0
     finally:
         server.server.shutdown()
+
+
+def test_console_is_published_on_loopback_with_its_own_users_and_read_role(config: dict[str, Any]) -> None:
+    console = config["services"]["console"]
+    env = env_of(console)
+    assert env["MQTT_URL"] == "mqtt://console@mosquitto:1883"
+    assert env["MQTT_PASSWORD_FILE"] == "/run/secrets/mqtt_console"
+    assert env["CONSOLE_USERS_FILE"] == "/run/secrets/console_users"
+    assert env["CONSOLE_SECRET_KEY_FILE"] == "/run/secrets/console_secret_key"
+    assert {"mqtt_console", "console_users", "console_secret_key"} <= {s["source"] for s in console["secrets"]}
+    [port] = console["ports"]
+    published = port if isinstance(port, str) else f"{port.get('host_ip')}:{port['published']}:{port['target']}"
+    assert str(published).startswith("127.0.0.1:") and str(published).removesuffix("/tcp").endswith(":8090")

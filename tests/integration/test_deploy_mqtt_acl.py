@@ -37,7 +37,7 @@ from tests.support.servers import Broker, start_mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
 MOSQ = REPO / "mosquitto"
-USERS = ("plc_gateway", "mo_planner", "odoo_sync", "failure_monitor", "operator", "viewer")
+USERS = ("plc_gateway", "mo_planner", "odoo_sync", "failure_monitor", "operator", "console", "viewer")
 TIMEOUT = 5.0
 GRACE = 0.1  # after the control message; the ordering argument (assert_denied) makes it a mere safety margin
 
@@ -310,6 +310,21 @@ def test_operator_may_arm_and_read_areas_but_not_write_batches(root: str, client
     assert_denied(operator, f"{root}/cmd/write_batch", gateway, control_topic=f"{root}/cmd/arm")
     assert_denied(operator, f"{root}/cmd/ack_slot", gateway, control_topic=f"{root}/cmd/arm")
     assert_denied(operator, f"{root}/cmd/ack_failure", gateway, control_topic=f"{root}/cmd/arm")
+
+
+def test_console_may_arm_and_wake_services_but_not_command_batches(root: str, clients: Any) -> None:
+    gateway, console, planner = clients("plc_gateway"), clients("console"), clients("mo_planner")
+    gateway.subscribe(f"{root}/cmd/#")
+    assert_delivered(console, f"{root}/cmd/arm", gateway)
+    for command in ("write_batch", "ack_slot", "ack_failure", "read_area"):
+        assert_denied(console, f"{root}/cmd/{command}", gateway, control_topic=f"{root}/cmd/arm")
+    planner.subscribe(f"{root}/events/batch")
+    assert_delivered(console, f"{root}/events/batch", planner)
+    # Its replies are its own: it never reads the planner's (nor the planner its).
+    console.subscribe(f"{root}/reply/#")
+    assert_denied(gateway, f"{root}/reply/mo_planner/x", console, f"{root}/reply/console/ctl")
+    planner.subscribe(f"{root}/reply/#")
+    assert_denied(gateway, f"{root}/reply/console/x", planner, f"{root}/reply/mo_planner/ctl")
 
 
 def test_only_the_gateway_answers_commands(root: str, clients: Any) -> None:

@@ -179,4 +179,4 @@ def test_acl_spells_out_access_on_every_line() -> None:
         assert users, f"rule before any user section applies to anonymous clients: {line}"
         assert words[1] in ("read", "write", "readwrite") and len(words) == 3, line
         assert re.match(r"^(scada/\+/|#$|\$SYS/#$)", words[2]), line
-    assert users == [*USERS, "viewer"]
+    assert users == [*USERS, "console", "viewer"]

@@ -106,3 +106,28 @@ def test_bad_program_names_and_long_socket_paths_are_refused(tmp_path: Path) -> 
         write_supervisor_config(tmp_path / ("d" * 120), {}, [Program("a", ["x"])])
     with pytest.raises(ValueError, match="unknown service"):
         default_programs({}, services=["nope"])
+
+
+def test_console_reads_with_its_own_role_and_acts_with_the_services_role() -> None:
+    from deploy.supervisord import console_env, default_programs
+
+    env = {
+        "MQTT_URL": "mqtt://127.0.0.1:1883",
+        "MQTT_PASSWORD_CONSOLE_FILE": "/s/mqtt_console",
+        "DATABASE_URL": "postgresql://feedmill@db:5432/feedmill",
+        "DATABASE_PASSWORD_FILE": "/s/postgres_password",
+        "CONSOLE_DATABASE_URL": "postgresql://console_ro@db:5432/feedmill",
+        "CONSOLE_DATABASE_PASSWORD_FILE": "/s/postgres_console_ro",
+        "HEALTH_PORT": "8081",
+    }
+    own = console_env(env)
+    assert own["MQTT_URL"] == "mqtt://console@127.0.0.1:1883" and own["MQTT_PASSWORD_FILE"] == "/s/mqtt_console"
+    assert own["DATABASE_URL"] == env["CONSOLE_DATABASE_URL"]
+    assert own["DATABASE_PASSWORD_FILE"] == "/s/postgres_console_ro"
+    assert own["CONSOLE_ACTION_DATABASE_URL"] == env["DATABASE_URL"]
+    assert own["CONSOLE_ACTION_DATABASE_PASSWORD_FILE"] == "/s/postgres_password"
+    assert own["HEALTH_PORT"] is None  # its /healthz is on CONSOLE_PORT
+    names = [p.name for p in default_programs(env, with_console=True)]
+    assert names[-1] == "console" and "console" not in [p.name for p in default_programs(env)]
+    # Without a read-only role the console reads with DATABASE_URL (read-only transactions still apply).
+    assert "DATABASE_URL" not in console_env({k: v for k, v in env.items() if not k.startswith("CONSOLE_")})

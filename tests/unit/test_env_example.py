@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
+from services.console.settings import ConsoleSettings
 from services.failure_monitor.settings import FailureSettings
 from services.mo_planner.settings import PlannerSettings
 from services.odoo_sync.settings import SyncSettings
@@ -16,7 +17,9 @@ from services.plc_gateway.settings import GatewaySettings
 ENV_EXAMPLE = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
 
 
-@pytest.mark.parametrize("settings", [GatewaySettings, PlannerSettings, SyncSettings, FailureSettings])
+@pytest.mark.parametrize(
+    "settings", [GatewaySettings, PlannerSettings, SyncSettings, FailureSettings, ConsoleSettings]
+)
 def test_every_setting_is_documented(settings: type[BaseSettings]) -> None:
     missing = [
         name.upper()

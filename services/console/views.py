@@ -1,0 +1,306 @@
+"""View models of the console, pure: MQTT state + database rows in, what a page shows out (no I/O, no clock
+unless passed). Every status has a word as well as a colour class (`tone`), so nothing depends on colour alone.
+
+`LiveState` is what the console knows from the broker: the retained status of every service (birth/LWT), the
+gateway's status (PLC link), and the latest READ/WRITE snapshot of every slot.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.mqtt.topics import Topics
+
+Tone = Literal["ok", "warn", "bad", "idle"]
+# The services the line needs; others that publish a status (e.g. the console itself) are listed after them.
+EXPECTED_SERVICES = ("plc_gateway", "mo_planner", "odoo_sync", "failure_monitor")
+
+
+@dataclass
+class LiveState:
+    topics: Topics
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # service name -> status body
+    reads: dict[int, dict[str, Any]] = field(default_factory=dict)
+    writes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    broker_connected: bool = False
+
+    def apply(self, topic: str, body: dict[str, Any]) -> bool:
+        """Take one message; True when it changes what a page shows (heartbeats of unchanged snapshots don't)."""
+        t = self.topics
+        if topic == t.gateway_status:
+            return self._put(self.statuses, "plc_gateway", body)
+        prefix, suffix = f"{t.root}/svc/", "/status"
+        if topic.startswith(prefix) and topic.endswith(suffix):
+            name = topic.removeprefix(prefix).removesuffix(suffix)
+            if name and "/" not in name:
+                return self._put(self.statuses, name, body)
+            return False
+        slot = t.slot_of(topic)
+        if slot is not None:
+            store = self.reads if topic == t.plc_read(slot) else self.writes
+            return self._put(store, slot, body)
+        return False
+
+    @staticmethod
+    def _put(store: dict[Any, dict[str, Any]], key: Any, body: dict[str, Any]) -> bool:
+        old = store.get(key)
+        store[key] = body
+        if old is None:
+            return True
+        ignore = {"ts", "seq", "heartbeat"}
+        return {k: v for k, v in old.items() if k not in ignore} != {
+            k: v for k, v in body.items() if k not in ignore
+        }
+
+
+# ---------------------------------------------------------------- overview pieces
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    name: str
+    state: str  # online / OFFLINE / NO STATUS
+    tone: Tone
+    since: str | None
+    version: str | None
+
+
+def service_rows(statuses: Mapping[str, Mapping[str, Any]]) -> list[ServiceRow]:
+    names = list(EXPECTED_SERVICES) + sorted(n for n in statuses if n not in EXPECTED_SERVICES)
+    rows = []
+    for name in names:
+        body = statuses.get(name)
+        if body is None:
+            rows.append(ServiceRow(name, "NO STATUS", "bad", None, None))
+            continue
+        online = body.get("state") == "online"
+        rows.append(
+            ServiceRow(
+                name,
+                "online" if online else "OFFLINE",
+                "ok" if online else "bad",
+                _str(body.get("ts")),
+                _str(body.get("version")),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class PlcRow:
+    state: str
+    tone: Tone
+    detail: str
+    slots: int | None
+
+
+def plc_row(gateway: Mapping[str, Any] | None) -> PlcRow:
+    if gateway is None or gateway.get("state") != "online":
+        return PlcRow("UNKNOWN", "bad", "no status from an online plc_gateway", None)
+    plc = gateway.get("plc") if isinstance(gateway.get("plc"), dict) else {}
+    assert isinstance(plc, dict)
+    slots = gateway.get("slots") if isinstance(gateway.get("slots"), int) else None
+    # Mode, scan time and clock offset appear here as soon as the gateway publishes them.
+    extras = [f"{k.replace('_', ' ')} {plc[k]}" for k in ("mode", "scan_time_ms", "clock_offset_s") if k in plc]
+    if plc.get("reachable"):
+        rtt = plc.get("rtt_ms")
+        detail = ", ".join([f"rtt {rtt} ms" if rtt is not None else "rtt -", *extras])
+        return PlcRow("reachable", "ok", detail, slots)
+    return PlcRow("UNREACHABLE", "bad", str(plc.get("last_error") or "no detail"), slots)
+
+
+@dataclass(frozen=True)
+class SiloProgress:
+    code: str
+    actual: float
+    target: float
+
+    @property
+    def percent(self) -> int:
+        if self.target <= 0:
+            return 100 if self.actual > 0 else 0
+        return max(0, min(100, round(100 * self.actual / self.target)))
+
+
+@dataclass(frozen=True)
+class SlotRow:
+    slot: int
+    mo_id: str | None
+    phase: str
+    tone: Tone
+    silos: list[SiloProgress]
+    db_state: str | None
+
+
+def phase_of(read: Mapping[str, Any] | None) -> tuple[str, Tone]:
+    if read is None:
+        return "NO DATA", "bad"
+    if not read.get("valid", False):
+        return "INVALID DATA", "bad"
+    if read.get("empty"):
+        return "idle", "idle"
+    fields = read.get("fields") or {}
+    if fields.get("status_operation"):
+        return "FAILED on the PLC", "bad"
+    if fields.get("status_manufacturing"):
+        return "finished", "ok"
+    return "dosing", "ok"
+
+
+def slot_rows(
+    slots: Iterable[int],
+    reads: Mapping[int, Mapping[str, Any]],
+    targets: Mapping[str, Mapping[str, float]],
+    db_states: Mapping[str, str],
+) -> list[SlotRow]:
+    """Per PLC slot: the MO it holds, its phase, and per silo/tank the PLC's actual against the stored target
+    (only equipment with a target or an actual is listed)."""
+    rows = []
+    for slot in slots:
+        read = reads.get(slot)
+        phase, tone = phase_of(read)
+        fields = (read or {}).get("fields") or {}
+        mo_id = fields.get("mo_id") if read and not read.get("empty") else None
+        mo_id = mo_id if isinstance(mo_id, str) and mo_id else None
+        actuals = fields.get("consumption") if isinstance(fields.get("consumption"), dict) else {}
+        assert isinstance(actuals, dict)
+        wanted = targets.get(mo_id, {}) if mo_id else {}
+        codes = [c for c in dict.fromkeys([*wanted, *actuals]) if wanted.get(c) or _num(actuals.get(c))]
+        silos = [SiloProgress(c, _num(actuals.get(c)), float(wanted.get(c, 0.0))) for c in codes]
+        rows.append(SlotRow(slot, mo_id, phase, tone, silos, db_states.get(mo_id) if mo_id else None))
+    return rows
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+STATE_TONE: Mapping[str, Tone] = {
+    "queued": "idle",
+    "written": "ok",
+    "accepted": "ok",
+    "running": "ok",
+    "finished": "ok",
+    "reported": "ok",
+    "failed": "warn",
+    "cancelled": "idle",
+    "attention": "bad",
+    "completed": "ok",
+}
+
+
+def tone_of_state(state: str | None) -> Tone:
+    return STATE_TONE.get(state or "", "idle")
+
+
+@dataclass(frozen=True)
+class Banner:
+    text: str
+    href: str
+
+
+def banners(
+    attention_batches: Sequence[str],
+    attention_failures: int,
+    services: Sequence[ServiceRow],
+    plc: PlcRow,
+    broker_connected: bool,
+) -> list[Banner]:
+    """Everything that needs a person, most urgent first; empty when all is well."""
+    out = []
+    if not broker_connected:
+        out.append(Banner("CONSOLE NOT CONNECTED TO THE BROKER: live data is stale", "/"))
+    if attention_batches:
+        names = ", ".join(attention_batches[:5]) + (" ..." if len(attention_batches) > 5 else "")
+        out.append(
+            Banner(f"ATTENTION: {len(attention_batches)} batch(es) need an operator: {names}", "/attention")
+        )
+    if attention_failures:
+        out.append(
+            Banner(f"ATTENTION: {attention_failures} failure report(s) Odoo cannot accept", "/attention#failures")
+        )
+    if broker_connected:
+        down = [s.name for s in services if s.tone == "bad" and s.name in EXPECTED_SERVICES]
+        if down:
+            out.append(Banner(f"SERVICE DOWN: {', '.join(down)}", "/"))
+        if plc.tone == "bad":
+            out.append(Banner(f"PLC {plc.state}: {plc.detail}", "/"))
+    return out
+
+
+# ---------------------------------------------------------------- history search
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    mo: str = ""
+    status: str = ""
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    page: int = 1
+    errors: tuple[str, ...] = ()
+
+    def params(self, page: int | None = None) -> dict[str, str]:
+        """Query-string parameters reproducing this search (for paging and the CSV link)."""
+        out = {
+            "mo": self.mo,
+            "status": self.status,
+            "from": self.date_from.isoformat() if self.date_from else "",
+            "to": self.date_to.isoformat() if self.date_to else "",
+        }
+        if page is not None:
+            out["page"] = str(page)
+        return {k: v for k, v in out.items() if v}
+
+
+def parse_history_query(args: Mapping[str, str], statuses: Iterable[str]) -> HistoryQuery:
+    """Form input -> a validated query; bad fields are dropped and named in `errors`, never passed to SQL."""
+    errors = []
+    mo = args.get("mo", "").strip()[:64]
+    status = args.get("status", "").strip()
+    if status and status not in set(statuses):
+        errors.append(f"unknown status {status!r}")
+        status = ""
+    dates: list[dt.date | None] = []
+    for key in ("from", "to"):
+        text = args.get(key, "").strip()
+        try:
+            dates.append(dt.date.fromisoformat(text) if text else None)
+        except ValueError:
+            errors.append(f"{key}: {text!r} is not a date (YYYY-MM-DD)")
+            dates.append(None)
+    try:
+        page = max(1, int(args.get("page", "1") or "1"))
+    except ValueError:
+        page = 1
+    return HistoryQuery(mo, status, dates[0], dates[1], page, tuple(errors))
+
+
+def pages(total: int, page_size: int) -> int:
+    return max(1, -(-total // page_size))
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """CSV with a header; cells that a spreadsheet would run as a formula are prefixed with a quote."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value.isoformat() if isinstance(value, dt.datetime | dt.date) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -1,0 +1,182 @@
+"""Operator actions on batches and failure events: the one implementation edgectl and the console share.
+
+Pure part: `batch_actions()` says which actions fit a batch in a given state and why the others do not; the
+console shows only those buttons and both front ends refuse the rest with the same reason. Shell part:
+`cancel_batch`, `retry_batch`, `retry_failure` lock the row (SELECT ... FOR UPDATE, so they cannot race
+mo_planner or odoo_sync), check the same rules, and change it only through shared.db.repo (`move`, `archive`,
+`audit`), so every change has its audit_event row with the actor the caller names (edgectl: `operator`,
+the console: `operator:<login>`). The caller owns the transaction and sends the MQTT wake-up (`ActionResult.wake`)
+after the commit: a wake-up for a change that was rolled back would be a lie.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.db.batch_state import ON_PLC, BatchState
+from shared.db.models import EquipmentFailure, MoBatch
+from shared.db.repo import archive, archived_statuses, audit, batch_by_mo, move
+
+# Origins odoo_sync works on: a retry hands the batch back to it. Batches that went to attention from the PLC
+# side (lost on the PLC, refused at queueing) need a decision, not a blind resend.
+RETRYABLE_ORIGINS = frozenset({BatchState.FINISHED, BatchState.FAILED, BatchState.REPORTED})
+
+BatchAction = Literal["retry", "cancel"]
+BATCH_ACTIONS: tuple[BatchAction, ...] = ("retry", "cancel")
+# A failure event id is a hex hash; an operator may give a prefix, long enough to be unambiguous in practice.
+MIN_EVENT_PREFIX = 6
+
+
+class ActionRefused(Exception):
+    """The action does not fit the row's state (or the row is unknown); the message says why, for a person."""
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    subject: str  # MO name or failure event id
+    message: str
+    wake: Literal["batch", "failure"] | None = None  # which events topic to nudge after the commit
+
+
+def _origin(state: str, attention_from: str | None, status_operation: bool) -> str | None:
+    if state != BatchState.ATTENTION:
+        return None
+    # Rows from before attention_from existed: the PLC's verdict tells which Odoo call was refused.
+    return attention_from or ("failed" if status_operation else "finished")
+
+
+def batch_actions(
+    mo_id: str, state: str, attention_from: str | None, status_operation: bool, write_request_id: str | None
+) -> Mapping[BatchAction, str | None]:
+    """For each batch action: None when allowed, else the reason it is refused (pure, no I/O)."""
+    origin = _origin(state, attention_from, status_operation)
+    if state != BatchState.ATTENTION:
+        retry: str | None = f"{mo_id} is {state}, not attention: nothing to retry"
+    elif origin not in RETRYABLE_ORIGINS and origin != BatchState.QUEUED:
+        retry = f"{mo_id} went to attention from {origin} (PLC side): retry only resends Odoo reports"
+    else:
+        retry = None
+
+    cancel: str | None
+    if state in ON_PLC:
+        cancel = f"{mo_id} is {state} on the PLC: it cannot be cancelled here"
+    elif state == BatchState.ATTENTION:
+        # The PLC finished it: its result must reach Odoo. Fix the cause in Odoo and retry.
+        cancel = (
+            f"{mo_id} ended on the PLC ({origin}); retry it instead of cancelling"
+            if origin in RETRYABLE_ORIGINS
+            else None
+        )
+    elif state != BatchState.QUEUED:
+        cancel = f"{mo_id} is {state}, not queued: only a queued batch can be cancelled"
+    elif write_request_id:
+        # mo_planner stores the request id before it sends write_batch: the batch may be on the PLC now.
+        cancel = f"{mo_id}: a write was already sent ({write_request_id}); it may be on the PLC now: not cancelled"
+    else:
+        cancel = None
+    return {"retry": retry, "cancel": cancel}
+
+
+def actions_for(row: MoBatch) -> Mapping[BatchAction, str | None]:
+    return batch_actions(row.mo_id, row.state, row.attention_from, row.status_operation, row.write_request_id)
+
+
+def _locked_batch(s: Session, mo_id: str) -> MoBatch:
+    row = batch_by_mo(s, mo_id, lock=True)
+    if row is None:
+        archived = archived_statuses(s, mo_id)
+        if archived:
+            raise ActionRefused(f"{mo_id} is not in the queue: already archived as {', '.join(sorted(archived))}")
+        raise ActionRefused(f"{mo_id} is unknown (not in mo_batch or mo_histories)")
+    return row
+
+
+def cancel_batch(s: Session, mo_id: str, *, actor: str, via: str, **detail: Any) -> ActionResult:
+    """Cancel a queued batch that was never sent to the PLC, or give up on one in attention that never ended on
+    the PLC (e.g. lost by a reboot: never re-dosed). Archived as cancelled; the MO in Odoo is left as it is."""
+    row = _locked_batch(s, mo_id)
+    refused = actions_for(row)["cancel"]
+    if refused:
+        raise ActionRefused(refused)
+    if row.state == BatchState.ATTENTION:
+        was = row.last_error
+        move(
+            s,
+            row,
+            BatchState.CANCELLED,
+            actor=actor,
+            reason=f"given up by the operator ({via})",
+            was=was,
+            **detail,
+        )
+        archive(
+            s,
+            row,
+            "cancelled",
+            actor=actor,
+            note=f"given up by the operator from attention ({was}); Odoo left as it is",
+        )
+        return ActionResult(mo_id, f"{mo_id}: given up and archived as cancelled (the MO in Odoo is unchanged)")
+    move(s, row, BatchState.CANCELLED, actor=actor, reason=f"cancelled by the operator ({via})", via=via, **detail)
+    archive(
+        s,
+        row,
+        "cancelled",
+        actor=actor,
+        note="cancelled by the operator before it reached the PLC; the MO in Odoo was left as it is",
+    )
+    return ActionResult(
+        mo_id, f"{mo_id}: cancelled and archived (the MO in Odoo is unchanged: cancel it there if wanted)"
+    )
+
+
+def retry_batch(s: Session, mo_id: str, *, actor: str, via: str, **detail: Any) -> ActionResult:
+    """Hand a batch in attention after an Odoo refusal back to odoo_sync: back to the state it came from
+    (finished, failed or reported), due now. sync_attempts is kept so the history of attempts stays visible."""
+    row = _locked_batch(s, mo_id)
+    refused = actions_for(row)["retry"]
+    if refused:
+        raise ActionRefused(refused)
+    origin = _origin(row.state, row.attention_from, row.status_operation)
+    assert origin is not None  # batch_actions allowed the retry, so the row is in attention
+    previous = row.last_error
+    move(s, row, origin, actor=actor, reason=f"operator retry ({via})", via=via, previous_error=previous, **detail)
+    row.next_attempt_at = None
+    row.last_error = None
+    if origin == BatchState.QUEUED:
+        # Refused before it reached the PLC (e.g. an MO scaled away from its BoM), fixed in Odoo: back to the
+        # queue; mo_planner reads it from Odoo again before writing and parks it again if it is still wrong.
+        return ActionResult(mo_id, f"{mo_id}: back to queued; mo_planner re-reads it from Odoo before writing it")
+    return ActionResult(mo_id, f"{mo_id}: back to {origin}; odoo_sync reports it again", wake="batch")
+
+
+def retry_failure(s: Session, event_prefix: str, *, actor: str, via: str, **detail: Any) -> ActionResult:
+    """Hand a failure event parked for a person back to failure_monitor, which reports it again."""
+    if len(event_prefix) < MIN_EVENT_PREFIX:
+        raise ActionRefused(f"give at least {MIN_EVENT_PREFIX} hex digits of the event id")
+    rows = s.scalars(
+        select(EquipmentFailure).where(EquipmentFailure.event_id.startswith(event_prefix)).with_for_update()
+    ).all()
+    if len(rows) != 1:
+        raise ActionRefused(f"{event_prefix}: {len(rows)} failure events match; give a longer prefix")
+    row = rows[0]
+    if row.attention_reason is None:
+        raise ActionRefused(f"{row.event_id} is not in attention (reported: {row.reported_at is not None})")
+    audit(
+        s,
+        actor=actor,
+        action="failure_retry",
+        event_id=row.event_id,
+        previous=row.attention_reason,
+        via=via,
+        **detail,
+    )
+    row.attention_reason, row.attention_at, row.next_attempt_at = None, None, None
+    return ActionResult(
+        row.event_id, f"{row.event_id}: back to failure_monitor; it reports it again", wake="failure"
+    )

@@ -1,0 +1,116 @@
+"""The console's view models and the shared operator-action rules, without a server."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from services.console import views
+from shared.db.operator_actions import batch_actions
+from shared.mqtt.topics import Topics
+
+T = Topics("scada/t1")
+
+
+def read(mo: str | None, consumption: dict[str, float], **flags: int) -> dict[str, object]:
+    fields = {"mo_id": mo or "", "consumption": consumption, "status_manufacturing": 0, "status_operation": 0}
+    fields.update(flags)
+    return {"valid": True, "empty": mo is None, "fields": fields, "seq": 1, "ts": "x"}
+
+
+def test_live_state_takes_statuses_and_snapshots_and_ignores_heartbeats() -> None:
+    live = views.LiveState(T)
+    assert live.apply("scada/t1/svc/mo_planner/status", {"state": "online", "ts": "1"})
+    assert live.apply("scada/t1/gateway/status", {"state": "online", "plc": {"reachable": True}})
+    assert live.apply("scada/t1/plc/read/2", read("WH/MO/00001", {"silo101": 1.0}))
+    # Same content, new ts/seq/heartbeat: nothing a page shows changed.
+    again = read("WH/MO/00001", {"silo101": 1.0}) | {"seq": 2, "ts": "y", "heartbeat": True}
+    assert not live.apply("scada/t1/plc/read/2", again)
+    assert live.apply("scada/t1/plc/read/2", read("WH/MO/00001", {"silo101": 2.0}))
+    assert not live.apply("scada/other/svc/x/status", {"state": "online"})
+    assert set(live.statuses) == {"mo_planner", "plc_gateway"} and set(live.reads) == {2}
+
+
+def test_service_rows_name_missing_and_offline_services_in_words() -> None:
+    rows = {
+        r.name: r for r in views.service_rows({"mo_planner": {"state": "offline"}, "console": {"state": "online"}})
+    }
+    assert (rows["mo_planner"].state, rows["mo_planner"].tone) == ("OFFLINE", "bad")
+    assert (rows["plc_gateway"].state, rows["plc_gateway"].tone) == ("NO STATUS", "bad")
+    assert (rows["console"].state, rows["console"].tone) == ("online", "ok")
+    assert list(rows)[:4] == list(views.EXPECTED_SERVICES)
+
+
+def test_plc_row() -> None:
+    assert views.plc_row(None).state == "UNKNOWN"
+    assert views.plc_row({"state": "offline", "plc": {"reachable": True}}).tone == "bad"
+    ok = views.plc_row({"state": "online", "slots": 2, "plc": {"reachable": True, "rtt_ms": 3.2, "mode": "RUN"}})
+    assert (ok.state, ok.slots) == ("reachable", 2) and "rtt 3.2 ms" in ok.detail and "mode RUN" in ok.detail
+    down = views.plc_row({"state": "online", "plc": {"reachable": False, "last_error": "timeout"}})
+    assert (down.state, down.detail) == ("UNREACHABLE", "timeout")
+
+
+def test_slot_rows_progress_against_stored_targets() -> None:
+    reads = {1: read("WH/MO/00001", {"silo101": 50.0, "silo102": 0.0, "lq114": 10.0}), 2: read(None, {})}
+    targets = {"WH/MO/00001": {"silo101": 100.0, "silo102": 20.0, "silo103": 0.0, "lq114": 10.0}}
+    rows = views.slot_rows([1, 2, 3], reads, targets, {"WH/MO/00001": "running"})
+    one = rows[0]
+    assert (one.mo_id, one.phase, one.db_state) == ("WH/MO/00001", "dosing", "running")
+    assert {p.code: p.percent for p in one.silos} == {"silo101": 50, "silo102": 0, "lq114": 100}
+    assert (rows[1].mo_id, rows[1].phase) == (None, "idle")
+    assert rows[2].phase == "NO DATA" and rows[2].tone == "bad"
+    failed = views.slot_rows([1], {1: read("WH/MO/00002", {}, status_operation=1)}, {}, {})[0]
+    assert failed.phase == "FAILED on the PLC" and failed.tone == "bad"
+    assert views.SiloProgress("x", 120.0, 100.0).percent == 100
+
+
+def test_banners_put_attention_first_and_hide_service_noise_without_broker() -> None:
+    services = views.service_rows({})
+    plc = views.plc_row(None)
+    offline = views.banners(["WH/MO/00001"], 0, services, plc, broker_connected=False)
+    assert offline[0].text.startswith("CONSOLE NOT CONNECTED")
+    assert not any("SERVICE DOWN" in b.text for b in offline)  # unknown, not down, while we cannot see
+    online = views.banners(["WH/MO/00001"], 2, services, plc, broker_connected=True)
+    texts = [b.text for b in online]
+    assert texts[0].startswith("ATTENTION: 1 batch") and "WH/MO/00001" in texts[0]
+    assert any("2 failure report" in t for t in texts) and any("SERVICE DOWN" in t for t in texts)
+    healthy = views.service_rows({n: {"state": "online"} for n in views.EXPECTED_SERVICES})
+    ok_plc = views.plc_row({"state": "online", "plc": {"reachable": True}})
+    assert views.banners([], 0, healthy, ok_plc, broker_connected=True) == []
+
+
+def test_history_query_validation_and_paging_params() -> None:
+    q = views.parse_history_query(
+        {"mo": " WH/MO ", "status": "completed", "from": "2026-01-02", "to": "2026-13-01", "page": "3"},
+        ["completed", "failed"],
+    )
+    assert (q.mo, q.status, q.date_from, q.date_to, q.page) == ("WH/MO", "completed", dt.date(2026, 1, 2), None, 3)
+    assert len(q.errors) == 1 and "to" in q.errors[0]
+    assert q.params(4) == {"mo": "WH/MO", "status": "completed", "from": "2026-01-02", "page": "4"}
+    bad = views.parse_history_query({"status": "x' OR 1=1", "page": "-5"}, ["completed"])
+    assert bad.status == "" and bad.page == 1 and bad.errors
+    assert views.pages(0, 50) == 1 and views.pages(101, 50) == 3
+
+
+def test_csv_neutralises_formulas() -> None:
+    text = views.csv_text(["mo_id", "note"], [{"mo_id": "WH/MO/1", "note": "=HYPERLINK(1)"}, {"mo_id": None}])
+    assert text.splitlines() == ["mo_id,note", "WH/MO/1,'=HYPERLINK(1)", ","]
+
+
+def test_operator_action_rules() -> None:
+    def acts(
+        state: str, origin: str | None = None, failed: bool = False, rid: str | None = None
+    ) -> dict[str, bool]:
+        return {k: v is None for k, v in batch_actions("M", state, origin, failed, rid).items()}
+
+    assert acts("queued") == {"retry": False, "cancel": True}
+    assert acts("queued", rid="wb-1") == {"retry": False, "cancel": False}  # may be on the PLC now
+    for on_plc in ("written", "accepted", "running"):
+        assert acts(on_plc) == {"retry": False, "cancel": False}
+    for origin in ("finished", "failed", "reported"):  # ended on the PLC: its result must reach Odoo
+        assert acts("attention", origin) == {"retry": True, "cancel": False}
+    for origin in ("written", "running"):  # lost on the PLC: decide (give up, or declare it failed)
+        assert acts("attention", origin) == {"retry": False, "cancel": True}
+    # Refused before the PLC (e.g. scaled in Odoo): retry = back to the queue, re-read from Odoo first.
+    assert acts("attention", "queued") == {"retry": True, "cancel": True}
+    assert acts("attention", None, failed=True) == {"retry": True, "cancel": False}
+    assert acts("finished") == {"retry": False, "cancel": False}
