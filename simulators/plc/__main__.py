@@ -65,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="raise the end status this long before writing the finished weight (a late weigh station)",
     )
+    p.add_argument(
+        "--mirror-lag-ms",
+        type=_non_negative,
+        default=0.0,
+        help="set W = 1 this long before clearing the READ slot for the new batch (the old one shows meanwhile)",
+    )
     p.add_argument("--op-failure-rate", type=_probability, default=0.0, help="probability a batch fails mid-way")
     p.add_argument("--control-port", type=int, default=None, help="HTTP control API on localhost (0 = ephemeral)")
     p.add_argument("--drop", type=_probability, default=0.0, help="probability a request is lost")
@@ -109,6 +115,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             failure_rate_per_hour=args.failure_rate,
             op_failure_rate=args.op_failure_rate,
             weight_lag_s=args.weight_lag_ms / 1000.0,
+            mirror_lag_s=args.mirror_lag_ms / 1000.0,
         ),
         faults=Faults(
             drop=args.drop,

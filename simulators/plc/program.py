@@ -47,6 +47,9 @@ class ProgramConfig:
     # A program that raises the end status this long before it writes the finished weight (a weigh station
     # that settles late): the window in which a reader sees "finished" with 0 kg.
     weight_lag_s: float = 0.0
+    # A program that sets W = 1 on latching this long before it clears the READ slot for the new batch: the
+    # window in which W = 1 and the READ slot still shows the previous, acknowledged batch.
+    mirror_lag_s: float = 0.0
 
 
 @dataclass
@@ -60,6 +63,8 @@ class SlotState:
     fail_at: float | None = None  # progress fraction at which the batch fails
     failed: bool = False
     shown: dict[str, float] = field(default_factory=dict)
+    mirror_due: float | None = None  # seconds until the READ slot is cleared for the latched batch
+    mirror: tuple[int, ...] = ()
     weight_due: float | None = None  # seconds until the late finished weight is written (weight_lag_s)
     weight_late: float = 0.0
     rejected_block: tuple[int, ...] | None = None
@@ -175,7 +180,12 @@ class PlcProgram:
         n = st.slot
         w = self.memory.get(self.map.flag_address("write_slot", n))
         r = self.memory.get(self.map.flag_address("read_slot", n))
-        if st.phase == "running":
+        if st.mirror_due is not None:
+            st.mirror_due -= dt
+            if st.mirror_due <= 0:
+                self.memory.write(self.map.base_address("read_slot", n), list(st.mirror))
+                st.mirror_due = None
+        elif st.phase == "running":
             st.elapsed += dt
             self._dose(st)
         elif st.weight_due is not None:
@@ -209,7 +219,10 @@ class PlcProgram:
         f = snap.fields
         cmd = BatchCommand(f["mo_id"], f["bom_name"], f["finished_goods"], f["quantity"], {})
         mirror = encode_batch_command(self.map, n, cmd)  # consumption 0, statuses 0, R = 0
-        self.memory.write(self.map.base_address("read_slot", n), mirror)
+        if self.config.mirror_lag_s > 0:  # W = 1 first; the READ slot follows (dosing waits for it)
+            st.mirror_due, st.mirror = self.config.mirror_lag_s, tuple(mirror)
+        else:
+            self.memory.write(self.map.base_address("read_slot", n), mirror)
         self.memory.set(self.map.flag_address("write_slot", n), 1)
         targets: dict[str, float] = f["targets"]
         st.phase, st.mo_id, st.elapsed, st.failed = "running", f["mo_id"], 0.0, False

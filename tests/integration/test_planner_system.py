@@ -250,3 +250,27 @@ def test_a_plc_that_writes_the_weight_after_the_status_gets_its_weight_stored(tm
             assert weight is not None and weight > 0 and abs(float(weight) - float(dosed)) < 0.02, (weight, dosed)
     finally:
         s.stop()
+
+
+def test_w1_while_the_read_slot_still_shows_the_previous_acknowledged_batch(tmp_path: Path) -> None:
+    """The live program's likely window: on latching it sets W = 1 before it clears the READ slot, so for a
+    few polls the slot reads W = 1 (taken) with the previous, acknowledged batch still in READ. Nothing may
+    take that for a free slot (no second write) nor for the new batch's result."""
+    s = System(
+        tmp_path,
+        batch_seconds=0.5,
+        extra_mos=4,
+        odoo_args=["--seed", "none"],
+        sim_args=["--mirror-lag-ms", "400"],
+    )
+    try:
+        wait_until(lambda: s.completed() == 4, 60, what="four batches archived")
+        slot = s.plc_state()["slots"][0]
+        assert slot["violations"] == 0 and slot["batches_started"] == 4 and slot["invalid_commands"] == 0
+        assert (
+            s.sql("SELECT count(*) FROM audit_event WHERE action = 'transition' AND to_state = 'written'")[0][0]
+            == 4
+        )
+        assert "violation" not in s.procs["plc-sim"].log().lower()
+    finally:
+        s.stop()
