@@ -255,7 +255,6 @@ class Planner:
             elif decision.action is Action.RUNNING and row is not None:
                 if row.state != BatchState.RUNNING:
                     move(session, row, "running", actor=SERVICE, reason="dosing", slot=slot)
-                    row.started_at = row.started_at or now()
                     event = ("running", {})
                 set_actuals(row, fields["consumption"])
             elif decision.action in (Action.FINISH, Action.FAIL) and row is not None and seen is not None:
@@ -308,7 +307,6 @@ class Planner:
                         self._adopt(session, row, slot)
                         adopted = True
                     move(session, row, "accepted", actor=SERVICE, reason="PLC set W=1", slot=slot)
-                    row.accepted_at = now()
                     accepted = True
         if adopted and mo_id:
             self._event("written", mo_id, slot, code="seen_on_plc")
@@ -329,7 +327,6 @@ class Planner:
             slot=slot,
             request_id=row.write_request_id,
         )
-        row.written_at = row.written_at or now()
         self.pending.pop(row.write_request_id or "", None)
         log.info("write confirmed by the PLC before its reply", extra={"mo_id": row.mo_id, "slot": slot})
 
@@ -387,7 +384,6 @@ class Planner:
                     slot=pending.slot,
                     request_id=pending.request_id,
                 )
-                row.written_at = now()
                 self.metrics.written.inc()
             elif code in ("invalid_payload", "conflict", "mismatch"):
                 # Refused as it is, the slot holds this MO with other values, or the read-back differs from

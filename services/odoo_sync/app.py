@@ -259,10 +259,9 @@ class Syncer:
             events.append(("attention", row.mo_id, {"reason": verdict.reason}))
             return
         if status == "completed":
-            row.update_odoo = True
-            row.reported_at = now()
+            # move() owns the state's timestamp (reported_at) and update_odoo (issue 11.4).
             move(session, row, "reported", actor=SERVICE, reason=verdict.reason)
-            if row.finished_at is not None:
+            if row.finished_at is not None and row.reported_at is not None:
                 self.metrics.finish_to_odoo.observe((row.reported_at - row.finished_at).total_seconds())
             events.append(("reported", row.mo_id, {}))
             if self.s.mark_done:

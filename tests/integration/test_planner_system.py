@@ -274,3 +274,29 @@ def test_w1_while_the_read_slot_still_shows_the_previous_acknowledged_batch(tmp_
         assert "violation" not in s.procs["plc-sim"].log().lower()
     finally:
         s.stop()
+
+
+def test_every_state_timestamp_is_the_time_of_its_transition(tmp_path: Path) -> None:
+    """Issue 11.4: the state machine (repo.move) owns each state's timestamp and update_odoo; no service
+    stamps them a second time, so the row's times are exactly its audit trail's."""
+    s = System(tmp_path, batch_seconds=0.4, extra_mos=3, odoo_args=["--seed", "none"])
+    try:
+        wait_until(lambda: s.completed() == 3, 60, what="three batches archived")
+        columns = {
+            "written": "written_at",
+            "accepted": "accepted_at",
+            "running": "started_at",
+            "reported": "reported_at",
+        }
+        for state, column in columns.items():
+            rows = s.sql(
+                f"SELECT h.mo_id, h.{column}, a.at FROM mo_histories h JOIN audit_event a ON a.mo_id = h.mo_id "
+                "AND a.action = 'transition' AND a.to_state = :st",
+                st=state,
+            )
+            assert rows, state
+            for mo_id, stamped, transition_at in rows:
+                assert stamped == transition_at, (mo_id, state, stamped, transition_at)
+        assert {u for (u,) in s.sql("SELECT update_odoo FROM mo_histories")} == {True}
+    finally:
+        s.stop()
