@@ -639,7 +639,6 @@ class Planner:
                     self.write_snaps.get(slot),
                     self.read_snaps.get(slot),
                     occupied_in_db=occupied > 0,
-                    write_in_flight=False,
                     acked_mo=self.acked_mo.get(slot),
                 )
                 if not free:

@@ -65,14 +65,11 @@ def slot_free(
     read_msg: Mapping[str, Any] | None,
     *,
     occupied_in_db: bool,
-    write_in_flight: bool,
     acked_mo: str | None = None,
 ) -> tuple[bool, str]:
     """A slot takes the next batch only when W = 1, its READ side is empty or acknowledged (R = 1), and the
     database has no batch written to it that has not ended. `acked_mo` is an MO we saw acknowledged after
     the latest READ snapshot (the ack reply arrives before the next poll shows R = 1)."""
-    if write_in_flight:
-        return False, "write in flight"
     if occupied_in_db:
         return False, "a batch written to this slot has not ended"
     if not write_msg or not write_msg.get("valid"):

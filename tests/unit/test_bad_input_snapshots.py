@@ -51,7 +51,7 @@ def test_rules_never_raise_on_snapshots_that_pass_the_shape_check(msg: dict[str,
             assert decision.action is Action.ALARM  # a batch the database does not expect
     else:
         on_write_snapshot(msg, None)
-    slot_free(msg, msg, occupied_in_db=False, write_in_flight=False)
+    slot_free(msg, msg, occupied_in_db=False)
 
 
 def test_valid_claim_without_fields_is_a_problem() -> None:

@@ -76,34 +76,31 @@ def row(
 
 class TestSlotFree:
     def test_fresh_armed_slot_is_free(self) -> None:
-        assert slot_free(write_msg(empty=True), read_msg(empty=True), occupied_in_db=False, write_in_flight=False)[
-            0
-        ]
+        assert slot_free(write_msg(empty=True), read_msg(empty=True), occupied_in_db=False)[0]
 
     @pytest.mark.parametrize(
-        ("write", "read", "occupied", "in_flight", "why"),
+        ("write", "read", "occupied", "why"),
         [
-            (write_msg(w=0), read_msg(empty=True), False, False, "W=0"),
-            (write_msg(), read_msg(r=0, mfg=1), False, False, "not acknowledged"),
-            (write_msg(), read_msg(r=1), True, False, "has not ended"),
-            (write_msg(), read_msg(r=1), False, True, "in flight"),
-            (None, read_msg(r=1), False, False, "no valid WRITE"),
-            (write_msg(), read_msg(valid=False), False, False, "no valid READ"),
-            (write_msg(), None, False, False, "no valid READ"),
+            (write_msg(w=0), read_msg(empty=True), False, "W=0"),
+            (write_msg(), read_msg(r=0, mfg=1), False, "not acknowledged"),
+            (write_msg(), read_msg(r=1), True, "has not ended"),
+            (None, read_msg(r=1), False, "no valid WRITE"),
+            (write_msg(), read_msg(valid=False), False, "no valid READ"),
+            (write_msg(), None, False, "no valid READ"),
         ],
     )
-    def test_busy_cases(self, write: Any, read: Any, occupied: bool, in_flight: bool, why: str) -> None:
-        free, reason = slot_free(write, read, occupied_in_db=occupied, write_in_flight=in_flight)
+    def test_busy_cases(self, write: Any, read: Any, occupied: bool, why: str) -> None:
+        free, reason = slot_free(write, read, occupied_in_db=occupied)
         assert not free and why in reason
 
     def test_acknowledged_batch_frees_the_slot(self) -> None:
-        assert slot_free(write_msg(), read_msg(r=1, mfg=1), occupied_in_db=False, write_in_flight=False)[0]
+        assert slot_free(write_msg(), read_msg(r=1, mfg=1), occupied_in_db=False)[0]
 
     def test_ack_reply_frees_the_slot_before_the_next_poll(self) -> None:
         read = read_msg(r=0, mfg=1)
-        assert not slot_free(write_msg(), read, occupied_in_db=False, write_in_flight=False)[0]
-        assert slot_free(write_msg(), read, occupied_in_db=False, write_in_flight=False, acked_mo="WH/MO/00011")[0]
-        assert not slot_free(write_msg(), read, occupied_in_db=False, write_in_flight=False, acked_mo="WH/MO/9")[0]
+        assert not slot_free(write_msg(), read, occupied_in_db=False)[0]
+        assert slot_free(write_msg(), read, occupied_in_db=False, acked_mo="WH/MO/00011")[0]
+        assert not slot_free(write_msg(), read, occupied_in_db=False, acked_mo="WH/MO/9")[0]
 
 
 class TestReadSnapshot:
