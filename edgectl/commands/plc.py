@@ -1,7 +1,7 @@
 """``edgectl plc read|status|probe``: talk to the PLC directly over FINS/UDP with the gateway's client (probe:
 edgectl/commands/plc_probe.py).
 
-Use a source node (SA1) that no other client uses on the PLC's network (reference A6): replies go by node.
+Use a source node (SA1) that no other client uses on the PLC's network (docs/fins.md F6): replies go by node.
 Reads stay inside the memory map's areas (`--area read-slot --slot 1`, or `--address/--count` within a mapped
 area): this is a diagnostic for the gateway's areas, not a general DM browser.
 """

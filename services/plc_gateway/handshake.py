@@ -1,4 +1,4 @@
-"""The gateway's commands, executed against the PLC's memory with the handshakes of ARCHITECTURE 3.
+"""The gateway's commands, executed against the PLC's memory with the handshakes of docs/architecture.md A3.
 
 Every function reads what it needs fresh from the PLC (never from the poll cache), writes only ranges the
 memory map allows, and returns a Reply; PLC I/O errors propagate to the caller, which maps them to codes.

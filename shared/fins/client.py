@@ -1,6 +1,6 @@
 """Asyncio FINS/UDP client: one socket, a SID per request matched to its reply, bounded retries.
 
-Transport rules (reference A6, ARCHITECTURE 3):
+Transport rules (docs/fins.md F6, docs/architecture.md A3):
 - Every attempt gets a fresh SID (1..255, rotating, skipping SIDs in flight or quarantined). A retransmission
   never reuses the SID of the attempt it replaces, so a late reply to attempt 1 cannot answer attempt 2.
 - A SID that timed out is quarantined for `late_window` seconds: its late reply is dropped and counted, and the

@@ -27,7 +27,7 @@ class EndCodeKind(StrEnum):
     UNKNOWN = "unknown"
 
 
-# Codes and texts from Omron W342 (FINS command reference), as listed in reference A5.
+# Codes and texts from Omron W342 (FINS command reference), as summarised in docs/fins.md F5.
 _TEXTS: dict[int, str] = {
     0x0000: "normal completion",
     0x0001: "service cancelled",

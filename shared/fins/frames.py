@@ -34,7 +34,7 @@ CONTROLLER_STATUS_READ = 0x0601
 CYCLE_TIME_READ = 0x0620
 CLOCK_READ = 0x0701
 
-# Limits over Ethernet (reference A4): 2000 bytes of parameters per command, 1998 bytes of reply data.
+# Limits over Ethernet (docs/fins.md F4): 2000 bytes of parameters per command, 1998 bytes of reply data.
 MAX_READ_WORDS = 999
 MAX_WRITE_WORDS = 996
 MAX_MULTIPLE_ITEMS = 167

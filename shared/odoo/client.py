@@ -1,12 +1,12 @@
-"""requests-based client for the grt_scada API, built around the real module's quirks (odoo-scada-api.md §7).
+"""requests-based client for the grt_scada API, built around the real module's quirks (docs/odoo-api.md O7).
 
 * One ``requests.Session`` (cookie jar) per client; create one client per process and share it.
 * Login through ``/web/session/authenticate`` (always routable, binds the DB); the sid comes from the
-  ``Set-Cookie`` the jar keeps, never from a body (§1.3, §7.1).
-* Session expiry is HTTP 200 + ``error.code == 100`` (§7.2): one re-login, serialized by a lock so parallel
+  ``Set-Cookie`` the jar keeps, never from a body (O1.3, O7.1).
+* Session expiry is HTTP 200 + ``error.code == 100`` (O7.2): one re-login, serialized by a lock so parallel
   callers do not rotate each other's sid, then a replay of idempotent calls only.
 * Login back-off: failed logins are spaced out exponentially and, after ``odoo_login_max_failures`` or when
-  Odoo reports its per-IP lock, paused for ``odoo_login_cooldown`` seconds (§7.3). A paused client raises
+  Odoo reports its per-IP lock, paused for ``odoo_login_cooldown`` seconds (O7.3). A paused client raises
   ``OdooLoginCooldown`` at once instead of hammering Odoo or blocking threads.
 * Every reply is classified (see ``protocol``): success, partial (``UpdateOutcome.status == "partial"``),
   business error, session expired, transport/protocol error.
@@ -62,7 +62,7 @@ M = TypeVar("M", bound=BaseModel)
 
 LOGIN_PATH = "/web/session/authenticate"
 COOLDOWN_TEXT = "Too many login failures"
-ODOO_DATETIME = "%Y-%m-%d %H:%M:%S"  # the only format every grt_scada date input accepts (§4.7, §4.10)
+ODOO_DATETIME = "%Y-%m-%d %H:%M:%S"  # the only format every grt_scada date input accepts (O4.7, O4.10)
 
 
 class _LoginCookiesOnly(http.cookiejar.DefaultCookiePolicy):
@@ -96,7 +96,7 @@ def _parse(model: type[M], result: Mapping[str, Any], endpoint: str) -> M:
 
 
 def format_odoo_datetime(value: datetime) -> str:
-    """Naive UTC -> ``YYYY-MM-DD HH:MM:SS``. Aware datetimes are refused: Odoo stores what it gets as UTC (§7.10)."""
+    """Naive UTC -> ``YYYY-MM-DD HH:MM:SS``. Aware datetimes are refused: Odoo stores what it gets as UTC (O7.10)."""
     if value.tzinfo is not None:
         raise ValueError("Odoo expects naive UTC datetimes; convert with .astimezone(UTC).replace(tzinfo=None)")
     return value.strftime(ODOO_DATETIME)
@@ -229,7 +229,7 @@ class OdooClient:
         assert result is not None
         info = _parse(SessionInfo, result, LOGIN_PATH)
         if not self._http.cookies.get("session_id"):
-            # The body has no usable sid (§2.2, §7.1): without the cookie every later call would fail.
+            # The body has no usable sid (O2.2, O7.1): without the cookie every later call would fail.
             raise OdooProtocolError("login succeeded but no session_id cookie was set", endpoint=LOGIN_PATH)
         self._failures = 0
         self._next_login_at = 0.0
@@ -264,7 +264,7 @@ class OdooClient:
         query: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        """One API call returning ``result`` with a success status; handles session expiry (§7.2, §7.4)."""
+        """One API call returning ``result`` with a success status; handles session expiry (O7.2, O7.4)."""
         generation = self._ensure_login()
         try:
             doc = self._send(method, path, params, query=query, timeout=timeout)
@@ -283,7 +283,7 @@ class OdooClient:
         return result
 
     def check_session(self) -> bool:
-        """Cheapest liveness probe (§2.3, §7.14): True if the current session is valid. Never logs in."""
+        """Cheapest liveness probe (O2.3, O7.14): True if the current session is valid. Never logs in."""
         try:
             unwrap(
                 self._send("POST", "/web/session/check", {}), endpoint="/web/session/check", allow_no_result=True
@@ -298,8 +298,8 @@ class OdooClient:
     # ------------------------------------------------------------------ reads
 
     def list_mos(self, *, limit: int = 10, offset: int = 0, states: Sequence[str] | None = None) -> list[Mo]:
-        """``mo-list-detailed`` (§4.4): ordered by planned start. Odoo's default is 10 confirmed MOs;
-        ``limit=0`` returns all. Duplicates by ``mo_id`` are dropped (§7.12)."""
+        """``mo-list-detailed`` (O4.4): ordered by planned start. Odoo's default is 10 confirmed MOs;
+        ``limit=0`` returns all. Duplicates by ``mo_id`` are dropped (O7.12)."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if states is not None:
             if not states:
@@ -316,7 +316,7 @@ class OdooClient:
         return out
 
     def mo_detail(self, mo_id: str) -> Mo:
-        """``mo-detail`` (§4.5) by MO name; any state, done and cancelled included."""
+        """``mo-detail`` (O4.5) by MO name; any state, done and cancelled included."""
         path = "/api/scada/mo-detail"
         return _parse(MoDetailReply, self._call("POST", path, {"mo_id": mo_id}, idempotent=True), path).data
 
@@ -330,11 +330,11 @@ class OdooClient:
     # ------------------------------------------------------------------ writes
 
     def update_consumption(self, payload: Mapping[str, Any]) -> UpdateOutcome:
-        """``update-with-consumptions`` with a body from ``consumption_payload`` (§4.6).
+        """``update-with-consumptions`` with a body from ``consumption_payload`` (O4.6).
 
         SET semantics make it idempotent, so it is replayed after a session expiry. Returns status "success" or
         "partial" (Odoo's ``errors``; the MO is re-read into ``mo``). A refusal raises OdooBusinessError with
-        the re-read MO in ``mo``: part of the write may already be committed (§5.3).
+        the re-read MO in ``mo``: part of the write may already be committed (O5.3).
         """
         path = "/api/scada/mo/update-with-consumptions"
         mo_id = payload.get("mo_id")
@@ -368,7 +368,7 @@ class OdooClient:
     def mark_done(
         self, mo_id: str, finished_qty: float, *, date_end_actual: datetime | None = None
     ) -> MarkDoneOutcome:
-        """Close an MO and verify it (§4.7, §7.8). ``done`` is read back from ``mo-detail``: Odoo answers success
+        """Close an MO and verify it (O4.7, O7.8). ``done`` is read back from ``mo-detail``: Odoo answers success
         while leaving the MO open (quantity below target, consumption off the BoM on a non-flexible BoM).
 
         Safe to call again after any error: an MO that is already done is reported as done without a second
@@ -410,7 +410,7 @@ class OdooClient:
         )
 
     def cancel(self, mo_id: str) -> CancelOutcome:
-        """``mo/cancel`` (§4.8). Idempotent: an MO already cancelled is fine. A done MO raises OdooBusinessError."""
+        """``mo/cancel`` (O4.8). Idempotent: an MO already cancelled is fine. A done MO raises OdooBusinessError."""
         path = "/api/scada/mo/cancel"
         try:
             result = self._call("POST", path, {"mo_id": mo_id}, idempotent=True)
@@ -419,12 +419,12 @@ class OdooClient:
         reply = _parse(CancelReply, result, path)
         return CancelOutcome(mo_id=reply.mo_id, state=reply.mo_state, already_cancelled="already" in reply.message)
 
-    # ------------------------------------------------------------------ equipment failures (§4.10)
+    # ------------------------------------------------------------------ equipment failures (O4.10)
 
     def report_failure(
         self, equipment_code: str, description: str, date: datetime, *, duration: str | None = None
     ) -> FailureRecord:
-        """POST ``/api/scada/equipment-failure``. NOT idempotent: every call creates a record (§5.2).
+        """POST ``/api/scada/equipment-failure``. NOT idempotent: every call creates a record (O5.2).
 
         Never replayed. On a transport error the outcome is unknown: call ``ensure_failure_reported`` (or
         ``find_failure``) before posting again. ``date`` is naive UTC; seconds precision (Odoo drops the rest).

@@ -1,4 +1,4 @@
-"""One exception class per way an Odoo call can fail (odoo-scada-api.md §1.2, §7).
+"""One exception class per way an Odoo call can fail (docs/odoo-api.md O1.2, O7).
 
 The classes form two families a caller can catch broadly:
 
@@ -7,7 +7,7 @@ The classes form two families a caller can catch broadly:
   ``OdooProtocolError`` (a subclass) marks replies that arrived but are odd; they are reported, never repaired.
 * ``OdooBusinessError``: Odoo answered cleanly and refused (``result.status == "error"`` or a JSON-RPC
   ``error`` other than session expiry). For writes the state is still unknown in part, because the module
-  commits what it wrote before failing (§5.3): write methods attach a re-read MO in ``mo``.
+  commits what it wrote before failing (O5.3): write methods attach a re-read MO in ``mo``.
 
 ``OdooSessionExpired`` and ``OdooLoginCooldown`` / ``OdooAuthError`` cover the session life cycle.
 """
@@ -75,7 +75,7 @@ class OdooLoginCooldown(OdooAuthError):
 class OdooBusinessError(OdooError):
     """Odoo refused the request: ``result.status == "error"`` (message in ``message``).
 
-    ``mo`` holds the MO as Odoo has it after the failed write when the client could re-read it (§5.3, §7.9).
+    ``mo`` holds the MO as Odoo has it after the failed write when the client could re-read it (O5.3, O7.9).
     """
 
     def __init__(self, message: str, *, endpoint: str = "", mo: Mo | None = None) -> None:

@@ -1,10 +1,10 @@
-"""Pure mapping between Odoo MOs and PLC batches (odoo-scada-api.md §3.2, §4.4, §4.6; ARCHITECTURE §6).
+"""Pure mapping between Odoo MOs and PLC batches (docs/odoo-api.md O3.2, O4.4, O4.6; docs/architecture.md A6).
 
 Odoo -> PLC: ``mo_to_batch`` picks, per component, the target of each dosing equipment (silo/tank) by its
 exact, case-sensitive equipment code. Components on any other equipment (the MO-level ``PLC01``, or none)
 are manual additions: kept in ``not_dosed`` for the record, never written to the PLC.
 
-PLC -> Odoo: ``consumption_payload`` builds the only body update-with-consumptions should get (§7.7).
+PLC -> Odoo: ``consumption_payload`` builds the only body update-with-consumptions should get (O7.7).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ dosed): `to_consume` is the unscaled BoM quantity, so an MO whose quantity was c
 1000 kg BoM) would be dosed with 1x targets under a 2x order. 2 % keeps the plant's real, sloppy BoMs
 (WH/MO/00020 sums to 990 for 1000) and refuses every real scaling (a batch is never scaled by 2 %)."""
 
-# Keys update-with-consumptions reads as something other than an equipment code (§4.6).
+# Keys update-with-consumptions reads as something other than an equipment code (O4.6).
 TARGET_KEYS = ("product_qty", "quantity_to_produce", "qty_to_produce", "target_produksi", "target_production")
 FINISHED_KEYS = (
     "quantity",
@@ -38,7 +38,7 @@ FINISHED_KEYS = (
     "finished_goods_qty",
 )
 RESERVED_KEYS = frozenset({"mo_id", *TARGET_KEYS, *FINISHED_KEYS})
-# Keys that would be read as equipment codes and land in ``errors`` (§1.1, §4.6 trap).
+# Keys that would be read as equipment codes and land in ``errors`` (O1.1, O4.6 trap).
 FORBIDDEN_CODES = frozenset({"context", "jsonrpc", "id", "method", "params", "timestamp", "equipment_id"})
 
 
@@ -77,10 +77,10 @@ def mo_to_batch(mo: Mo, dosing_codes: Iterable[str], *, sum_tolerance: float = S
     """Map one MO to a batch. ``dosing_codes`` come from the PLC memory map (``MemoryMap.equipment_codes``),
     the one place that lists the silos and tanks. Targets are ``components_consumption[].to_consume`` per dosing code.
 
-    A code listed twice (§4.4: the same product can appear twice when a move's equipment differs from its BoM
-    line) is SUMMED: update-with-consumptions spreads one value over every move of that equipment (§4.6), so
+    A code listed twice (O4.4: the same product can appear twice when a move's equipment differs from its BoM
+    line) is SUMMED: update-with-consumptions spreads one value over every move of that equipment (O4.6), so
     Odoo treats the silo as one bucket and the PLC doses it once. A warning names the code so that an operator
-    can check the BoM. ``to_consume`` is the unscaled BoM qty (§4.4 trap): when the components do not add up to
+    can check the BoM. ``to_consume`` is the unscaled BoM qty (O4.4 trap): when the components do not add up to
     the MO quantity, a sloppy BoM (within SCALED_LIMIT) gets a warning and an MO scaled away from its BoM gets
     a problem: it is never dosed and never rescaled here (rescaling a recipe is a decision for a person).
     """
@@ -147,7 +147,7 @@ def _check_number(name: str, value: float) -> float:
 
 def consumption_payload(mo_id: str, finished_qty: float | None, actuals: Mapping[str, float]) -> dict[str, object]:
     """Body for update-with-consumptions: ``mo_id``, ``quantity`` if > 0, and each equipment code whose actual
-    is > 0 (§7.7). Zero is never sent: for ``quantity`` it rejects the whole call, for a silo it is ignored
+    is > 0 (O7.7). Zero is never sent: for ``quantity`` it rejects the whole call, for a silo it is ignored
     anyway (a SET cannot reset to 0). Values are rounded to 0.01 kg, the PLC's resolution.
 
     Raises ValueError for a code Odoo would read as something else (``quantity``, ``context``...).

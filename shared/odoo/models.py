@@ -1,8 +1,8 @@
-"""Typed views of grt_scada replies (odoo-scada-api.md §4). Strict: wrong types are rejected, never coerced.
+"""Typed views of grt_scada replies (docs/odoo-api.md O4). Strict: wrong types are rejected, never coerced.
 
-Odoo writes an empty Char/Selection field as JSON ``false`` (§1.4, §7.13); ``OdooChar`` turns exactly that
+Odoo writes an empty Char/Selection field as JSON ``false`` (O1.4, O7.13); ``OdooChar`` turns exactly that
 ``false`` into ``None`` and rejects every other non-string (``true``, numbers, objects). Datetimes are naive UTC
-ISO strings (§1.3); an offset is rejected because Odoo never sends one and guessing would shift times.
+ISO strings (O1.3); an offset is rejected because Odoo never sends one and guessing would shift times.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class OdooModel(BaseModel):
 
 
 class Equipment(OdooModel):
-    """``_get_equipment_details`` (§3.1). Only id/code/name are required; the rest is informative."""
+    """``_get_equipment_details`` (O3.1). Only id/code/name are required; the rest is informative."""
 
     id: int
     code: str
@@ -69,13 +69,13 @@ class BomComponent(OdooModel):
     product_tmpl_id: int
     product_id: int
     product_name: str
-    quantity: float  # raw BoM line qty, not scaled to the MO (§4.4)
+    quantity: float  # raw BoM line qty, not scaled to the MO (O4.4)
     uom: OdooChar = None
 
 
 class ComponentConsumption(OdooModel):
     """One ``components_consumption`` entry. ``to_consume`` is the unscaled BoM qty; ``consumed`` is capped
-    for BoM entries (§4.4, §7.11): compare writes with ``applied_qty``, not with these."""
+    for BoM entries (O4.4, O7.11): compare writes with ``applied_qty``, not with these."""
 
     product_tmpl_id: int
     product_id: int
@@ -88,7 +88,7 @@ class ComponentConsumption(OdooModel):
 
 
 class Mo(OdooModel):
-    """An MO as ``mo-list-detailed`` and ``mo-detail`` return it (§4.4/§4.5)."""
+    """An MO as ``mo-list-detailed`` and ``mo-detail`` return it (O4.4/O4.5)."""
 
     mo_id: str
     reference: OdooChar = None
@@ -98,7 +98,7 @@ class Mo(OdooModel):
     equipment: Equipment | None = None
     product_tmpl_id: int
     product_id: int
-    product_name: str  # display_name: may carry a "[CODE] " prefix (§7.13)
+    product_name: str  # display_name: may carry a "[CODE] " prefix (O7.13)
     quantity: float
     produced_qty: float
     uom: OdooChar = None
@@ -128,7 +128,7 @@ class ConsumedItem(OdooModel):
 
 
 class UpdateReply(OdooModel):
-    """``update-with-consumptions`` result (§4.6). ``errors`` is absent on full success."""
+    """``update-with-consumptions`` result (O4.6). ``errors`` is absent on full success."""
 
     status: Literal["success"]
     message: str
@@ -143,7 +143,7 @@ class UpdateReply(OdooModel):
 class UpdateOutcome(OdooModel):
     """What ``OdooClient.update_consumption`` returns.
 
-    ``status`` is "partial" when Odoo said success but listed ``errors`` (§7.7): some keys were not applied.
+    ``status`` is "partial" when Odoo said success but listed ``errors`` (O7.7): some keys were not applied.
     ``mo`` is the MO re-read after a partial result (None on full success).
     """
 
@@ -168,7 +168,7 @@ class MarkDoneReply(OdooModel):
 
 
 class MarkDoneOutcome(OdooModel):
-    """``done`` comes from re-reading the MO, never from the mark-done reply (§4.7: success != done)."""
+    """``done`` comes from re-reading the MO, never from the mark-done reply (O4.7: success != done)."""
 
     mo_id: str
     done: bool
@@ -192,7 +192,7 @@ class CancelOutcome(OdooModel):
 
 
 class FailureRecord(OdooModel):
-    """A ``scada.equipment.failure`` record (§4.10). ``date`` is naive UTC."""
+    """A ``scada.equipment.failure`` record (O4.10). ``date`` is naive UTC."""
 
     id: int
     equipment_id: OdooId = None
@@ -218,7 +218,7 @@ class FailureListReply(OdooModel):
 
 
 class SessionInfo(OdooModel):
-    """The parts of ``/web/session/authenticate``'s ``session_info`` the client uses (§2.2)."""
+    """The parts of ``/web/session/authenticate``'s ``session_info`` the client uses (O2.2)."""
 
     uid: int
     db: str

@@ -1,6 +1,6 @@
 """Wire format of Odoo 14 ``type='json'`` routes: request envelope and reply classification (pure functions).
 
-odoo-scada-api.md §1.1/§1.2: every application error is HTTP 200 with ``result.status == "error"``; session
+docs/odoo-api.md O1.1/O1.2: every application error is HTTP 200 with ``result.status == "error"``; session
 expiry is HTTP 200 with JSON-RPC ``error.code == 100``; unknown routes are HTTP 404 with a JSON-RPC error;
 wrong method / bad JSON are 405/400 HTML; proxies add 502/504 HTML. Anything else is odd and reported as such.
 """
@@ -21,13 +21,13 @@ from shared.odoo.errors import (
 )
 
 SESSION_EXPIRED_CODE = 100
-_SUCCESS_STATUSES = frozenset({"success", "ok"})  # health says "ok", everything else "success" (§7.4)
+_SUCCESS_STATUSES = frozenset({"success", "ok"})  # health says "ok", everything else "success" (O7.4)
 _SNIPPET = 120
 
 
 def envelope(params: Mapping[str, Any], request_id: int) -> dict[str, Any]:
     """The canonical JSON-RPC request. Never carries ``context``: the module would treat it as an equipment
-    code on update-with-consumptions (§1.1 trap)."""
+    code on update-with-consumptions (O1.1 trap)."""
     if "context" in params:
         raise ValueError("params must not contain 'context' (grt_scada treats it as an equipment code)")
     return {"jsonrpc": "2.0", "method": "call", "params": dict(params), "id": request_id}

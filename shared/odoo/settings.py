@@ -24,7 +24,7 @@ class OdooSettings(Settings):
     odoo_verify_tls: bool = True
     odoo_ca_bundle: Path | None = None
 
-    # Login back-off: Odoo locks an IP for 60 s after 5 failed logins (odoo-scada-api.md §1.3, §7.3).
+    # Login back-off: Odoo locks an IP for 60 s after 5 failed logins (docs/odoo-api.md O1.3, O7.3).
     odoo_login_backoff_base: float = Field(default=1.0, ge=0)
     odoo_login_max_failures: int = Field(default=5, ge=1)
     odoo_login_cooldown: float = Field(default=60.0, ge=0)

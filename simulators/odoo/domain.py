@@ -1,7 +1,7 @@
 """In-memory Odoo data for the simulator: equipment, MOs with raw/finished moves, failure records.
 
-Mirrors odoo-scada-api.md §3 (models, state computation) and §4.4 (list/detail output). Everything is
-naive UTC (§1.3).
+Mirrors docs/odoo-api.md O3 (models, state computation) and O4.4 (list/detail output). Everything is
+naive UTC (O1.3).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Equipment:
     last_connected: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """``_get_equipment_details``: empty Char fields are ``false`` (§1.4)."""
+        """``_get_equipment_details``: empty Char fields are ``false`` (O1.4)."""
         return {
             "id": self.id,
             "code": self.code,
@@ -80,7 +80,7 @@ class Product:
 @dataclass
 class BomLine:
     product: Product
-    qty: float  # the unscaled BoM line qty: to_consume (§4.4)
+    qty: float  # the unscaled BoM line qty: to_consume (O4.4)
     equipment: str | None
     listed_qty: float | None = None  # bom_components.quantity when the recording shows another number
 
@@ -114,13 +114,13 @@ class MO:
     date_planned_finished: datetime | None
     equipment: str | None = "PLC01"
     origin: str | None = None
-    consumption: str = "warning"  # warning|flexible|strict (§3.3)
+    consumption: str = "warning"  # warning|flexible|strict (O3.3)
     qty_producing: float = 0.0
     date_finished: datetime | None = None
 
     @property
     def state(self) -> str:
-        """``_compute_state`` without work orders (§3.3)."""
+        """``_compute_state`` without work orders (O3.3)."""
         raw = self.raw_moves
         if not raw or all(m.state == "draft" for m in raw):
             return "draft"
@@ -177,7 +177,7 @@ class Domain:
     failure_reports: list[ExtFailureReport] = field(default_factory=list)
     material_log_rows: int = 0
     oee_records: int = 0
-    list_caps: bool = True  # cap reserved/consumed at the BoM qty as the code read does (§4.4 step 3)
+    list_caps: bool = True  # cap reserved/consumed at the BoM qty as the code read does (O4.4 step 3)
     _next_id: int = 1000
 
     def next_id(self) -> int:
@@ -191,7 +191,7 @@ class Domain:
         return None
 
     def mo_by_ref(self, value: Any) -> MO | None:
-        """mo-detail: an int or an all-digits string is a database id, anything else a name (§4.5)."""
+        """mo-detail: an int or an all-digits string is a database id, anything else a name (O4.5)."""
         if isinstance(value, int) and not isinstance(value, bool):
             return self.mos.get(value)
         if isinstance(value, str) and value.isdigit():
@@ -202,7 +202,7 @@ class Domain:
         eq = self.equipment.get(code) if code else None
         return eq.as_dict() if eq else None
 
-    # ------------------------------------------------------------------ output (§4.4)
+    # ------------------------------------------------------------------ output (O4.4)
 
     def components_consumption(self, mo: MO) -> list[dict[str, Any]]:
         entries: dict[tuple[int, int, str | None], dict[str, Any]] = {}
@@ -228,7 +228,7 @@ class Domain:
             key = (move.product.tmpl_id, move.product.id, eq)
             entry = entries.get(key)
             if entry is None:
-                # A move off its BoM line's equipment makes a second entry for the same product (§4.4 step 2).
+                # A move off its BoM line's equipment makes a second entry for the same product (O4.4 step 2).
                 entry = entries[key] = {
                     "product_tmpl_id": move.product.tmpl_id,
                     "product_id": move.product.id,
@@ -280,7 +280,7 @@ class Domain:
         }
 
     def ordered_mos(self, states: list[str]) -> list[MO]:
-        """Domain ``state in states``, order ``date_planned_start asc, id desc`` (§4.4)."""
+        """Domain ``state in states``, order ``date_planned_start asc, id desc`` (O4.4)."""
         chosen = [mo for mo in self.mos.values() if mo.state in states]
         chosen.sort(key=lambda m: -m.id)
         chosen.sort(key=lambda m: m.date_planned_start or datetime.min)
@@ -371,7 +371,7 @@ def edit_mo(
     """Change a confirmed MO the way a planner does in Odoo's UI between two API calls.
 
     ``quantity``: Odoo's change-quantity wizard: the MO and its raw moves are scaled, the BoM lines (what
-    ``to_consume`` reports, §4.4) are not. ``line_qty``: the BoM line(s) on an equipment get a new quantity
+    ``to_consume`` reports, O4.4) are not. ``line_qty``: the BoM line(s) on an equipment get a new quantity
     and their moves follow. ``line_equipment``: lines and moves on one equipment code move to another."""
     if quantity is not None:
         if quantity <= 0:
@@ -426,7 +426,7 @@ def _equipment_from(doc: dict[str, Any]) -> Equipment:
 
 
 def default_equipment(domain: Domain) -> None:
-    """silo101..silo113, lq114, lq115 and the MO-level PLC01 (§8 C), unless already seeded."""
+    """silo101..silo113, lq114, lq115 and the MO-level PLC01 (O8 C), unless already seeded."""
     used = {eq.id for eq in domain.equipment.values()}
     if "PLC01" not in domain.equipment:
         domain.equipment["PLC01"] = Equipment(
@@ -470,7 +470,7 @@ def load_seed(domain: Domain, path: Path, consumption: str = "warning") -> None:
         for comp in mo_doc["components_consumption"]:
             product = Product(comp["product_tmpl_id"], comp["product_id"], comp["product_name"], comp["uom"])
             eq = comp["equipment"]["code"] if comp.get("equipment") else None
-            # An entry on the MO-level equipment came from the fallback: the BoM line itself has none (§3.2).
+            # An entry on the MO-level equipment came from the fallback: the BoM line itself has none (O3.2).
             line_eq = None if eq == mo_eq else eq
             qty = comp["to_consume"]
             listed_qty = listed.get((product.tmpl_id, product.id))

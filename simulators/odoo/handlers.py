@@ -1,8 +1,8 @@
-"""grt_scada handlers as the module's code behaves, quirks included (odoo-scada-api.md §4, §5, §8 C/D).
+"""grt_scada handlers as the module's code behaves, quirks included (docs/odoo-api.md O4, O5, O8 C/D).
 
 Each handler takes the already-extracted payload and returns the ``result`` object. SCADA handlers catch
-every exception and answer ``status:error`` (§1.2), and whatever they wrote before the failure stays
-(non-atomic, §5.3): no handler here rolls back its own partial work.
+every exception and answer ``status:error`` (O1.2), and whatever they wrote before the failure stays
+(non-atomic, O5.3): no handler here rolls back its own partial work.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ FINISHED_KEYS = (
 )
 MULTI_LINE_ERROR = "Cannot set the done quantity from this stock move, work directly with the move lines."
 DURATION_RE = re.compile(r"^([0-1]?[0-9]|2[0-3]):[0-5][0-9]$")
-# datetime.fromisoformat as Python 3.7 accepted it (production runs 3.7, §0): no "Z", no compact forms.
+# datetime.fromisoformat as Python 3.7 accepted it (production runs 3.7, O0): no "Z", no compact forms.
 PY37_ISO = re.compile(
     r"^\d{4}-\d{2}-\d{2}"
     r"(?:[ T]\d{2}(?::\d{2}(?::\d{2}(?:\.\d{3}(?:\d{3})?)?)?)?([+-]\d{2}:\d{2}(?::\d{2}(?:\.\d{6})?)?)?)?$"
@@ -54,7 +54,7 @@ def _float(value: Any) -> float:
 
 
 def _set_quantity_done(move: Move, value: float) -> None:
-    """``stock.move._quantity_done_set`` (§4.6 trap): several move lines refuse a changed value."""
+    """``stock.move._quantity_done_set`` (O4.6 trap): several move lines refuse a changed value."""
     if move.inject_error and value != move.quantity_done:
         raise UserError(move.inject_error)
     if move.move_line_count > 1 and abs(value - move.quantity_done) >= ROUNDING / 2:
@@ -104,14 +104,14 @@ def equipment_get(domain: Domain, code: str) -> dict[str, Any]:
 
 
 def acknowledge(domain: Domain, mo_db_id: int) -> dict[str, Any]:
-    """A no-op (§4.12): nothing is marked as picked up."""
+    """A no-op (O4.12): nothing is marked as picked up."""
     mo = domain.mos.get(mo_db_id)
     if mo is None:
         return err(f"MO not found: {mo_db_id}")
     return {"status": "success", "message": "MO acknowledged successfully", "mo_id": mo.name}
 
 
-# ---------------------------------------------------------------------- lists (§4.3-4.5)
+# ---------------------------------------------------------------------- lists (O4.3-4.5)
 
 
 def _states(value: Any) -> list[str]:
@@ -127,7 +127,7 @@ def mo_list_detailed(domain: Domain, params: dict[str, Any]) -> dict[str, Any]:
         try:
             limit = int(params.get("limit", 10))
         except (TypeError, ValueError):
-            limit = 10  # an unparsable limit becomes the default (§4.4)
+            limit = 10  # an unparsable limit becomes the default (O4.4)
         offset = int(params.get("offset", 0) or 0)
         mos = domain.ordered_mos(_states(params.get("states")))[offset:]
         if limit:
@@ -176,7 +176,7 @@ def mo_detail(domain: Domain, params: dict[str, Any]) -> dict[str, Any]:
     return {"status": "success", "data": domain.mo_dict(mo)}
 
 
-# ---------------------------------------------------------------------- update-with-consumptions (§4.6)
+# ---------------------------------------------------------------------- update-with-consumptions (O4.6)
 
 
 def _rescale(mo: MO, new_qty: float) -> None:
@@ -211,7 +211,7 @@ def update_with_consumptions(domain: Domain, payload: dict[str, Any]) -> dict[st
             if target_qty <= 0:
                 return err("Target quantity must be greater than 0")
             if target_qty != mo.product_qty:
-                _rescale(mo, target_qty)  # committed even if a later step fails (§5.3)
+                _rescale(mo, target_qty)  # committed even if a later step fails (O5.3)
             result["updated_quantity"] = target_qty
         finished_key, finished = _first(payload, FINISHED_KEYS)
         if finished_key is not None:
@@ -239,12 +239,12 @@ def update_with_consumptions(domain: Domain, payload: dict[str, Any]) -> dict[st
                 errors.append(f'{key}: Invalid quantity value "{value}"')
                 continue
             if qty <= 0:
-                continue  # silently skipped: a SET cannot reset to 0 (§4.6)
+                continue  # silently skipped: a SET cannot reset to 0 (O4.6)
             eq = domain.equipment.get(key)
             if eq is None:
                 errors.append(f"{key}: Equipment not found")
                 continue
-            # Only the move's own equipment counts; no fallback to the MO equipment (§3.2 asymmetry).
+            # Only the move's own equipment counts; no fallback to the MO equipment (O3.2 asymmetry).
             moves = [m for m in mo.raw_moves if m.state != "cancel" and m.equipment == key]
             if not moves:
                 errors.append(f"{key}: No raw material move found for this equipment")
@@ -279,13 +279,13 @@ def update_with_consumptions(domain: Domain, payload: dict[str, Any]) -> dict[st
             **result,
         }
         if errors:
-            out["errors"] = errors  # the key exists only when non-empty (§9)
+            out["errors"] = errors  # the key exists only when non-empty (O9)
         return out
     except Exception as exc:
         return err(f"Error: {exc}")
 
 
-# ---------------------------------------------------------------------- mark-done (§4.7)
+# ---------------------------------------------------------------------- mark-done (O4.7)
 
 
 def _consumption_matches(mo: MO) -> bool:
@@ -307,7 +307,7 @@ def _button_mark_done(domain: Domain, mo: MO) -> None:
     if not any(m.quantity_done for m in mo.raw_moves if m.state != "cancel"):
         raise UserError("You must indicate a non-zero amount consumed for at least one of your components")
     if mo.consumption != "flexible" and not _consumption_matches(mo):
-        return  # consumption-warning wizard returned and ignored: the MO stays open (§4.7)
+        return  # consumption-warning wizard returned and ignored: the MO stays open (O4.7)
     if mo.qty_producing < mo.product_qty:
         return  # backorder wizard returned and ignored: the MO stays open
     for move in mo.raw_moves + mo.finished_moves:
@@ -364,7 +364,7 @@ def mark_done(domain: Domain, payload: dict[str, Any], path_id: int | None = Non
         return err(str(exc))
 
 
-# ---------------------------------------------------------------------- cancel (§4.8)
+# ---------------------------------------------------------------------- cancel (O4.8)
 
 
 def cancel(domain: Domain, payload: dict[str, Any]) -> dict[str, Any]:
@@ -397,7 +397,7 @@ def cancel(domain: Domain, payload: dict[str, Any]) -> dict[str, Any]:
         return err(str(exc))
 
 
-# ---------------------------------------------------------------------- material-consumption (§4.9)
+# ---------------------------------------------------------------------- material-consumption (O4.9)
 
 
 def material_consumption(
@@ -492,7 +492,7 @@ def material_consumption(
                 _set_quantity_done(move, move.quantity_done + share)
                 rest -= share
                 applied += share
-            # whatever is left after the last move is silently dropped (§4.9)
+            # whatever is left after the last move is silently dropped (O4.9)
         domain.material_log_rows += 1
         return {
             "status": "success",
@@ -508,7 +508,7 @@ def material_consumption(
         return err(f"Error: {exc}")
 
 
-# ---------------------------------------------------------------------- equipment failure (§4.10)
+# ---------------------------------------------------------------------- equipment failure (O4.10)
 
 
 def _parse_failure_date(value: Any) -> datetime:
@@ -563,7 +563,7 @@ def equipment_failure_post(
         rec = FailureRecord(domain.next_id(), eq, str(description), date.replace(microsecond=0), duration, user)
         valid = duration is None or bool(DURATION_RE.match(str(duration).strip()))
         if not valid:
-            # The constraint runs after the INSERT and the controller swallows it: the row stays (§4.10).
+            # The constraint runs after the INSERT and the controller swallows it: the row stays (O4.10).
             rec.duration_valid = False
             if commit_invalid_duration:
                 domain.failures.append(rec)
@@ -637,7 +637,7 @@ def equipment_failure_report(domain: Domain, payload: dict[str, Any]) -> dict[st
         ]
         by_eq: dict[int, dict[str, Any]] = {}
         for r in recs:
-            # read_group names the aggregates after the fields; the module reads id_count/date_max (§4.10 bug).
+            # read_group names the aggregates after the fields; the module reads id_count/date_max (O4.10 bug).
             by_eq.setdefault(
                 r.equipment.id,
                 {
@@ -663,7 +663,7 @@ def equipment_failure_report(domain: Domain, payload: dict[str, Any]) -> dict[st
 
 
 def failure_report_ext(domain: Domain, payload: dict[str, Any]) -> dict[str, Any]:
-    """Extension ``/api/scada/failure-report`` (§4.11): no try/except, so surprises escape as JSON-RPC errors."""
+    """Extension ``/api/scada/failure-report`` (O4.11): no try/except, so surprises escape as JSON-RPC errors."""
     code = payload.get("equipment_code")
     description = payload.get("description")
     if not code:

@@ -1,6 +1,6 @@
 """HTTP front of the Odoo simulator: Odoo 14 JSON-RPC transport, sessions, routes, faults, control API.
 
-Transport behaviour (odoo-scada-api.md §1.1/§1.2, §8 A), in Odoo's order: the content type decides JSON vs
+Transport behaviour (docs/odoo-api.md O1.1/O1.2, O8 A), in Odoo's order: the content type decides JSON vs
 HTTP request; a JSON request with a bad body is a 400 HTML page before routing; an unknown path is a JSON 404
 (HTML for non-JSON); a wrong method is a 405 HTML page; ``auth='user'`` without a session is HTTP 200 +
 JSON-RPC error code 100 (a 302 to /web/login for a non-JSON request).
@@ -106,7 +106,7 @@ class Fault:
 
 
 class RpcException(Exception):
-    """An exception that escapes a handler: serialized as a JSON-RPC error (§1.2)."""
+    """An exception that escapes a handler: serialized as a JSON-RPC error (O1.2)."""
 
     def __init__(self, name: str, message: str, code: int = 200, rpc_message: str = "Odoo Server Error") -> None:
         super().__init__(message)
@@ -154,7 +154,7 @@ def _route(path: str, methods: tuple[str, ...], auth: str, mode: str, handler: H
     return Route(re.compile(f"^{regex}$"), methods, auth, mode, handler, **kw)
 
 
-# ---------------------------------------------------------------------- auth routes (§2)
+# ---------------------------------------------------------------------- auth routes (O2)
 
 
 def _session_info(sim: Simulator, user: User, db: str) -> dict[str, Any]:
@@ -202,7 +202,7 @@ def scada_authenticate(ctx: Ctx) -> dict[str, Any]:
         user = _check_login(ctx, str(login), str(password))
     except PermissionError as exc:
         return h.err(str(exc))
-    stale = ctx.session.sid  # read before rotation: the body carries a sid that is deleted next (§1.3 trap)
+    stale = ctx.session.sid  # read before rotation: the body carries a sid that is deleted next (O1.3 trap)
     ctx.new_session = ctx.sim.sessions.rotate(ctx.session, user.uid, user.login, db)
     return {"status": "success", "uid": user.uid, "session_id": stale, "db": db, "login": user.login}
 
@@ -227,7 +227,7 @@ def web_authenticate(ctx: Ctx) -> dict[str, Any]:
 
 
 def web_check(ctx: Ctx) -> None:
-    return None  # valid session: no result key at all (§2.3)
+    return None  # valid session: no result key at all (O2.3)
 
 
 def web_destroy(ctx: Ctx) -> None:
@@ -241,7 +241,7 @@ def web_session_info(ctx: Ctx) -> dict[str, Any]:
     return _session_info(ctx.sim, user, ctx.session.db or ctx.sim.db)
 
 
-# ---------------------------------------------------------------------- SCADA routes (§4)
+# ---------------------------------------------------------------------- SCADA routes (O4)
 
 
 def _user_name(ctx: Ctx) -> str:
@@ -509,7 +509,7 @@ class Simulator:
     # ----- one Odoo request
 
     def dispatch(self, req: Request) -> Reply:
-        """Odoo's request pipeline, §1.1 order."""
+        """Odoo's request pipeline, O1.1 order."""
         self.requests[f"{req.method} {req.path}"] += 1
         ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
         is_json = ctype in ("application/json", "application/json-rpc")
@@ -560,7 +560,7 @@ class Simulator:
         if route.mode == "env":
             payload = raw_params if isinstance(raw_params, dict) else {}
         elif route.mode == "any":
-            # _get_json_payload: a dict "params" wins, else the whole body; context stays in (§1.1 trap)
+            # _get_json_payload: a dict "params" wins, else the whole body; context stays in (O1.1 trap)
             payload = body["params"] if isinstance(body.get("params"), dict) else body
         else:
             payload = kwargs
@@ -587,7 +587,7 @@ class Simulator:
                         debug=traceback.format_exc(),
                     )
         final = ctx.new_session or session
-        if not explicit:  # explicit (header/query) sessions never get a cookie back (§1.3)
+        if not explicit:  # explicit (header/query) sessions never get a cookie back (O1.3)
             reply.headers["Set-Cookie"] = f"session_id={final.sid}; Max-Age=7776000; HttpOnly; Path=/"
         return reply
 
@@ -608,7 +608,7 @@ class Request:
     ip: str
 
     def session_id(self) -> tuple[str | None, bool]:
-        """Header or query sid = "explicit session" (§1.3); else the cookie."""
+        """Header or query sid = "explicit session" (O1.3); else the cookie."""
         header = self.headers.get("x-openerp-session-id")
         if header:
             return header, True

@@ -1,4 +1,4 @@
-"""Odoo 14 session store and login rate limit (odoo-scada-api.md §1.3, §8 B)."""
+"""Odoo 14 session store and login rate limit (docs/odoo-api.md O1.3, O8 B)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class SessionStore:
         return Session(new_sid())
 
     def rotate(self, old: Session, uid: int | None, login: str | None, db: str | None) -> Session:
-        """authenticate()/logout(): the old sid is deleted and a new one issued (§1.3 rotation)."""
+        """authenticate()/logout(): the old sid is deleted and a new one issued (O1.3 rotation)."""
         self.sessions.pop(old.sid, None)
         new = Session(new_sid(), uid, login, db)
         if uid is not None:

@@ -1,4 +1,4 @@
-"""The PLC program the simulator runs: the plant's handshakes (ARCHITECTURE 3) driven by the memory map.
+"""The PLC program the simulator runs: the plant's handshakes (docs/architecture.md A3) driven by the memory map.
 
 Per active slot: WRITE flag W = 0 means "a command is waiting". When the slot is ready (idle, or its last batch
 acknowledged with R = 1) the program latches the command (a valid WRITE slot only), sets W = 1, clears R,
@@ -158,8 +158,8 @@ class PlcProgram:
             flag = base + layout.flag_offset
             if address == flag and len(words) == 1:
                 continue  # the operator's arm (or a flag fix): not a command
-            # A finished batch whose R flag already reads 1 is acknowledged: the slot is free (ARCHITECTURE 3)
-            # even if the next scan has not yet moved the phase to "acked".
+            # A finished batch whose R flag already reads 1 is acknowledged (docs/architecture.md A3): the slot
+            # is free even if the next scan has not yet moved the phase to "acked".
             acked = self.memory.get(self.map.flag_address("read_slot", n)) == 1
             busy = st.phase == "running" or (st.phase == "finished" and not acked)
             old = self.memory.read(address, len(words))

@@ -2,7 +2,7 @@
 (0701) and the operating mode (0601). Kept apart from the FINS port and the program so each stays small.
 
 A real CPU runs its program, refreshes I/O and then services peripherals (FINS among them) before the next scan
-(reference A10: one or two scans, 5-40 ms per command). The model:
+(docs/fins.md F10: one or two scans, 5-40 ms per command). The model:
 
 - Every `scan_ms` the program runs once (latching, dosing, flags, failures), then at most `commands_per_scan`
   queued commands are served, in arrival order.

@@ -1,5 +1,5 @@
 """Fault-injection harness: the whole system as separate processes, a seeded fault plan, and the checks of
-ARCHITECTURE section 8 read back from PostgreSQL, the Odoo simulator, the PLC simulator and MQTT.
+docs/architecture.md A8 read back from PostgreSQL, the Odoo simulator, the PLC simulator and MQTT.
 
 Replay a failing scenario with the seed printed in its output / assertion message:
     FAULT_SEED=1234 .venv/bin/pytest tests/faults -k <scenario>
@@ -296,7 +296,7 @@ def finished_snapshots(s: System) -> dict[str, dict[str, Any]]:
 
 
 def check_invariants(s: System, plan: Plan) -> dict[str, Any]:
-    """ARCHITECTURE 8, read back from every side. Returns a summary for the report."""
+    """docs/architecture.md A8, read back from every side. Returns a summary for the report."""
     tag = f"seed={plan.seed}"
     plc = s.plc_state()
     odoo = s.odoo_state()

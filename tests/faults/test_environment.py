@@ -1,6 +1,6 @@
 """Faults around the services while 10-12 MOs run: Mosquitto and PostgreSQL restarts, Odoo down / slow /
 502 / lost replies / session expiry / partial results, FINS loss / duplicates / late replies / wrong SIDs /
-error end codes, and a PLC reboot. After each: the invariants of ARCHITECTURE 8 (tests/faults/conftest.py).
+error end codes, and a PLC reboot. After each: the invariants of docs/architecture.md A8 (tests/faults/conftest.py).
 """
 
 from __future__ import annotations

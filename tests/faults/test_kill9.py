@@ -2,7 +2,7 @@
 
 Odoo answers every report call late (latency fault) so a kill of odoo_sync / failure_monitor often lands
 between the Odoo call and the commit that archives / marks the report; kills of mo_planner land between
-store and ack, of plc_gateway between write and reply. Afterwards every guarantee of ARCHITECTURE 8 holds.
+store and ack, of plc_gateway between write and reply. Afterwards every guarantee of docs/architecture.md A8 holds.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`edgectl decode` on the reference vectors (loaded from ../shared/reference/vectors, never copied) and
+"""`edgectl decode` on the reference vectors (docs/plc-program.md P6, loaded, never copied) and
 `edgectl plc read` against the simulator, both as subprocesses where it matters."""
 
 from __future__ import annotations

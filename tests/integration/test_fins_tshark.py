@@ -1,5 +1,5 @@
 """Our frames, written into a pcap (UDP/IPv4 on port 9600), decoded by Wireshark's `omron` dissector: an
-independent reading of command, address, item count, SID and end code (reference C2)."""
+independent reading of command, address, item count, SID and end code (docs/fins.md F11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OdooClient against the simulator over real HTTP (odoo-scada-api.md §7 traps, ARCHITECTURE §6)."""
+"""OdooClient against the simulator over real HTTP (docs/odoo-api.md O7 traps, docs/architecture.md A6)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _count(url: str, key: str) -> int:
 
 
 def test_login_list_and_map(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§7.5: envelope; default queue is 10 confirmed MOs; limit 0 = all (8 seeded + 20 generated)."""
+    """O7.5: envelope; default queue is 10 confirmed MOs; limit 0 = all (8 seeded + 20 generated)."""
     page = odoo_client.list_mos()
     assert len(page) == 10 and {m.state for m in page} == {"confirmed"}
     queue = odoo_client.fetch_queue()
@@ -51,7 +51,7 @@ def test_login_list_and_map(odoo_sim: SimServer, odoo_client: OdooClient) -> Non
 
 
 def test_cookie_rotation_on_each_login(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§1.3: each login rotates the sid; the old one is dead, the jar holds the new one."""
+    """O1.3: each login rotates the sid; the old one is dead, the jar holds the new one."""
     odoo_client.login()
     first = odoo_client._http.cookies["session_id"]
     odoo_client.login()
@@ -63,7 +63,7 @@ def test_cookie_rotation_on_each_login(odoo_sim: SimServer, odoo_client: OdooCli
 
 
 def test_expiry_mid_sequence_relogs_once_and_replays(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§7.2: HTTP 200 + code 100 -> one re-login, then the idempotent call is replayed."""
+    """O7.2: HTTP 200 + code 100 -> one re-login, then the idempotent call is replayed."""
     odoo_client.list_mos()
     control(odoo_sim.url, "/_sim/expire-sessions")
     assert odoo_client.check_session() is False
@@ -77,7 +77,7 @@ def test_expiry_mid_sequence_relogs_once_and_replays(odoo_sim: SimServer, odoo_c
 
 
 def test_parallel_expiry_gives_one_serialized_relogin(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§1.3/§7.2: re-logins rotate the sid, so parallel callers must share one re-login."""
+    """O1.3/O7.2: re-logins rotate the sid, so parallel callers must share one re-login."""
     odoo_client.list_mos()
     control(odoo_sim.url, "/_sim/expire-sessions")
     errors: list[BaseException] = []
@@ -98,7 +98,7 @@ def test_parallel_expiry_gives_one_serialized_relogin(odoo_sim: SimServer, odoo_
 
 
 def test_login_backoff_never_hammers(odoo_sim: SimServer, caplog: pytest.LogCaptureFixture) -> None:
-    """§7.3: failures are spaced out; after 5 the client pauses for the cooldown; password never logged."""
+    """O7.3: failures are spaced out; after 5 the client pauses for the cooldown; password never logged."""
     caplog.set_level(logging.DEBUG)
     bad = make_client(odoo_sim, odoo_password="wrong-secret-xyz")
     with pytest.raises(OdooAuthError, match="Access Denied"):
@@ -133,7 +133,7 @@ def test_login_backoff_never_hammers(odoo_sim: SimServer, caplog: pytest.LogCapt
 
 
 def test_partial_result_is_reported_as_partial(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§4.6/§7.7: status success with errors -> partial, with the MO re-read."""
+    """O4.6/O7.7: status success with errors -> partial, with the MO re-read."""
     out = odoo_client.report_consumption("WH/MO/00014", 1000.0, {"silo101": 41.0, "silo105": 3.0, "PLC01": 120.0})
     assert out.status == "partial" and out.partial
     assert out.errors == [
@@ -145,7 +145,7 @@ def test_partial_result_is_reported_as_partial(odoo_sim: SimServer, odoo_client:
 
 
 def test_business_errors_carry_the_reread_mo(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§5.3/§7.9: after a failed write the client re-reads mo-detail: silo101 stayed written."""
+    """O5.3/O7.9: after a failed write the client re-reads mo-detail: silo101 stayed written."""
     url = odoo_sim.url
     control(
         url, "/_sim/move-error", {"mo_id": "WH/MO/00016", "equipment_code": "silo102", "message": "Lot required"}
@@ -162,7 +162,7 @@ def test_business_errors_carry_the_reread_mo(odoo_sim: SimServer, odoo_client: O
 
 
 def test_state_change_between_list_and_update(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§8 E: an operator cancels the MO after we listed it."""
+    """O8 E: an operator cancels the MO after we listed it."""
     assert "WH/MO/00017" in {m.mo_id for m in odoo_client.fetch_queue()}
     faults(odoo_sim.url, {"kind": "state_change", "mo_id": "WH/MO/00017", "state": "cancel"})
     with pytest.raises(OdooBusinessError, match="in state") as info:
@@ -202,7 +202,7 @@ def test_connection_refused_is_a_transport_error_with_known_outcome(odoo_sim: Si
 
 
 def test_mark_done_is_verified(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§4.7/§7.8: success != done; once done, calling again reports done without a 2nd mark-done."""
+    """O4.7/O7.8: success != done; once done, calling again reports done without a 2nd mark-done."""
     url = odoo_sim.url
     odoo_client.report_consumption("WH/MO/00018", 1000.0, {"silo101": 96.0, "silo102": 150.0})
     out = odoo_client.mark_done("WH/MO/00018", 1000.0)
@@ -221,7 +221,7 @@ def test_mark_done_is_verified(odoo_sim: SimServer, odoo_client: OdooClient) -> 
 
 
 def test_mark_done_reply_lost_then_retry(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§5.2: mark-done is not idempotent. The reply is lost after Odoo closed the MO; the retry sees done."""
+    """O5.2: mark-done is not idempotent. The reply is lost after Odoo closed the MO; the retry sees done."""
     url = odoo_sim.url
     control(url, "/_sim/config", {"consumption": "flexible"})
     odoo_client.report_consumption("WH/MO/00019", 1000.0, {"silo101": 70.0})
@@ -247,7 +247,7 @@ def test_mark_done_after_session_expiry_is_checked_not_blindly_replayed(
 
 
 def test_cancel_idempotent(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§4.8."""
+    """O4.8."""
     first = odoo_client.cancel("WH/MO/00013")
     assert first.state == "cancel" and not first.already_cancelled
     again = odoo_client.cancel("WH/MO/00013")
@@ -259,7 +259,7 @@ def test_cancel_idempotent(odoo_sim: SimServer, odoo_client: OdooClient) -> None
 
 
 def test_failure_report_and_lookup(odoo_sim: SimServer, odoo_client: OdooClient) -> None:
-    """§4.10: naive UTC date, T output; lookup finds it; ensure does not post twice."""
+    """O4.10: naive UTC date, T output; lookup finds it; ensure does not post twice."""
     when = datetime(2026, 2, 23, 13, 22, 35, 123456)
     rec = odoo_client.report_failure("silo101", "START_FAILURE", when, duration="00:05")
     assert rec.date == datetime(2026, 2, 23, 13, 22, 35) and rec.duration_minutes == 5
@@ -285,7 +285,7 @@ def test_failure_report_and_lookup(odoo_sim: SimServer, odoo_client: OdooClient)
     ],
 )
 def test_failure_retries_never_duplicate(odoo_sim: SimServer, fault: dict[str, object]) -> None:
-    """§5.2: the POST is not idempotent. Odoo stored the record but the reply was lost; the retry looks first."""
+    """O5.2: the POST is not idempotent. Odoo stored the record but the reply was lost; the retry looks first."""
     client = make_client(odoo_sim, odoo_read_timeout=0.4)
     when = datetime(2026, 3, 1, 8, 0, 0)
     faults(odoo_sim.url, {**fault, "route": "/api/scada/equipment-failure", "method": "POST"})

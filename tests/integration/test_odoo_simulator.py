@@ -1,4 +1,4 @@
-"""The Odoo simulator behaves like grt_scada as odoo-scada-api.md describes it (raw HTTP, no client code)."""
+"""The Odoo simulator behaves like grt_scada as docs/odoo-api.md describes it (raw HTTP, no client code)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _update(http: requests.Session, url: str, payload: dict[str, object]) -> dic
 
 
 def test_seed_reproduces_the_recorded_reply() -> None:
-    """odoo-scada-api.md §4.4: seeded from the live reply; with caps off it answers the recording verbatim
+    """docs/odoo-api.md O4.4: seeded from the live reply; with caps off it answers the recording verbatim
     (the recording shows consumed 352 > to_consume 300 for WH/MO/00011, which the capping code would hide)."""
     recorded = json.loads(MO_LIST_REPLY.read_text())["result"]
     with start_server(list_caps=False) as sim:
@@ -52,7 +52,7 @@ def test_seed_reproduces_the_recorded_reply() -> None:
 
 
 def test_list_defaults_order_and_caps(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§4.4: default states ['confirmed'], limit 10, order date_planned_start asc; §4.4 step 3 caps consumed."""
+    """O4.4: default states ['confirmed'], limit 10, order date_planned_start asc; O4.4 step 3 caps consumed."""
     r = result(rpc(http, odoo_sim.url, "/api/scada/mo-list-detailed", {}))
     assert r["count"] == 10 and {m["state"] for m in r["data"]} == {"confirmed"}
     starts = [m["schedule_start"] for m in r["data"]]
@@ -69,17 +69,17 @@ def test_list_defaults_order_and_caps(odoo_sim: SimServer, http: requests.Sessio
 
 
 def test_envelope_only_routes_ignore_plain_bodies(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§1.1/§7.5: mo-detail with a plain body answers 'mo_id is required'."""
+    """O1.1/O7.5: mo-detail with a plain body answers 'mo_id is required'."""
     r = result(rpc(http, odoo_sim.url, "/api/scada/mo-detail", body={"mo_id": "WH/MO/00013"}))
     assert r == {"status": "error", "message": "mo_id is required"}
     ok = result(rpc(http, odoo_sim.url, "/api/scada/mo-detail", {"mo_id": "WH/MO/00013"}))
     assert ok["data"]["mo_id"] == "WH/MO/00013"
-    by_id = result(rpc(http, odoo_sim.url, "/api/scada/mo-detail", {"mo_id": "13"}))  # digits = database id (§4.5)
+    by_id = result(rpc(http, odoo_sim.url, "/api/scada/mo-detail", {"mo_id": "13"}))  # digits = database id (O4.5)
     assert by_id["data"]["mo_id"] == "WH/MO/00013"
 
 
 def test_transport_errors_match_odoo(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§1.1/§1.2: wrong method 405 HTML, bad JSON 400 HTML, unknown path JSON 404, GET needs a JSON body."""
+    """O1.1/O1.2: wrong method 405 HTML, bad JSON 400 HTML, unknown path JSON 404, GET needs a JSON body."""
     url = odoo_sim.url
     r = rpc(http, url, "/api/scada/health", {}, method="POST")
     assert r.status_code == 405 and r.headers["Content-Type"].startswith("text/html")
@@ -99,7 +99,7 @@ def test_transport_errors_match_odoo(odoo_sim: SimServer, http: requests.Session
 
 
 def test_no_session_is_code_100_and_id_is_echoed(odoo_sim: SimServer) -> None:
-    """§1.2/§8 B: auth='user' without a session is HTTP 200 + error code 100."""
+    """O1.2/O8 B: auth='user' without a session is HTTP 200 + error code 100."""
     r = rpc(requests.Session(), odoo_sim.url, "/api/scada/mo-detail", {"mo_id": "WH/MO/00013"})
     doc = r.json()
     assert r.status_code == 200 and doc["id"] == 7
@@ -108,7 +108,7 @@ def test_no_session_is_code_100_and_id_is_echoed(odoo_sim: SimServer) -> None:
 
 
 def test_scada_authenticate_rotates_and_returns_the_stale_sid(odoo_sim: SimServer) -> None:
-    """§1.3/§2.1: the body's session_id is the pre-rotation sid and is dead; only Set-Cookie works."""
+    """O1.3/O2.1: the body's session_id is the pre-rotation sid and is dead; only Set-Cookie works."""
     s = requests.Session()
     r = rpc(
         s, odoo_sim.url, "/api/scada/authenticate", body={"db": "plant", "login": "admin", "password": "admin"}
@@ -127,7 +127,7 @@ def test_scada_authenticate_rotates_and_returns_the_stale_sid(odoo_sim: SimServe
     live = rpc(
         requests.Session(), odoo_sim.url, "/web/session/check", {}, headers={"X-Openerp-Session-Id": cookie_sid}
     )
-    assert live.json() == {"jsonrpc": "2.0", "id": 7}  # no result key (§2.3)
+    assert live.json() == {"jsonrpc": "2.0", "id": 7}  # no result key (O2.3)
     assert "Set-Cookie" not in live.headers  # explicit sessions get no cookie
     via_query = rpc(requests.Session(), odoo_sim.url, "/web/session/check", {}, query={"session_id": cookie_sid})
     assert "error" not in via_query.json()
@@ -138,7 +138,7 @@ def test_scada_authenticate_rotates_and_returns_the_stale_sid(odoo_sim: SimServe
 
 
 def test_web_authenticate_has_no_session_id_and_bad_password_is_code_200(odoo_sim: SimServer) -> None:
-    """§2.2: session_info without session_id; wrong password is JSON-RPC error 200 AccessDenied."""
+    """O2.2: session_info without session_id; wrong password is JSON-RPC error 200 AccessDenied."""
     s = requests.Session()
     info = result(login(s, odoo_sim.url))
     assert info["server_version"] == "14.0" and "session_id" not in info and info["uid"] == 2
@@ -152,7 +152,7 @@ def test_web_authenticate_has_no_session_id_and_bad_password_is_code_200(odoo_si
 
 
 def test_login_cooldown_after_five_failures(odoo_sim: SimServer) -> None:
-    """§1.3: 5 failures per IP -> refused for the cooldown even with the right password; success resets."""
+    """O1.3: 5 failures per IP -> refused for the cooldown even with the right password; success resets."""
     s = requests.Session()
     for _ in range(5):
         assert login(s, odoo_sim.url, password="bad").json()["error"]["data"]["message"] == "Access Denied"
@@ -165,7 +165,7 @@ def test_login_cooldown_after_five_failures(odoo_sim: SimServer) -> None:
 
 
 def test_session_gc_after_ttl(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§1.3: session files older than 7 days are deleted even while in use."""
+    """O1.3: session files older than 7 days are deleted even while in use."""
     control(odoo_sim.url, "/_sim/age-sessions", {"seconds": 6 * 86400})
     assert "error" not in rpc(http, odoo_sim.url, "/web/session/check", {}).json()
     control(odoo_sim.url, "/_sim/age-sessions", {"seconds": 2 * 86400})
@@ -173,7 +173,7 @@ def test_session_gc_after_ttl(odoo_sim: SimServer, http: requests.Session) -> No
 
 
 def test_update_set_semantics_and_state(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§4.6: SET per equipment, <= 0 skipped, first update leaves 'confirmed', repeat is idempotent."""
+    """O4.6: SET per equipment, <= 0 skipped, first update leaves 'confirmed', repeat is idempotent."""
     url = odoo_sim.url
     payload = {"mo_id": "WH/MO/00014", "silo101": 41.0, "silo102": 160.0, "silo103": 0}
     r = _update(http, url, payload)
@@ -190,8 +190,8 @@ def test_update_set_semantics_and_state(odoo_sim: SimServer, http: requests.Sess
 
 
 def test_update_key_classification_and_partial(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§4.6: unknown keys are equipment codes; errors listed but status still success; PLC01 has no move
-    (§3.2 asymmetry); case-sensitive codes."""
+    """O4.6: unknown keys are equipment codes; errors listed but status still success; PLC01 has no move
+    (O3.2 asymmetry); case-sensitive codes."""
     r = _update(
         http,
         odoo_sim.url,
@@ -215,7 +215,7 @@ def test_update_key_classification_and_partial(odoo_sim: SimServer, http: reques
 
 
 def test_update_rejections(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§4.6: quantity 0 rejects the whole call; done/cancel refused; unknown MO."""
+    """O4.6: quantity 0 rejects the whole call; done/cancel refused; unknown MO."""
     url = odoo_sim.url
     r = _update(http, url, {"mo_id": "WH/MO/00016", "quantity": 0, "silo101": 70.0})
     assert r == {"status": "error", "message": "Finished quantity must be greater than 0"}
@@ -227,7 +227,7 @@ def test_update_rejections(odoo_sim: SimServer, http: requests.Session) -> None:
 
 
 def test_non_atomic_write_on_move_error(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§5.3 + §4.6 trap: silo A applied, then a UserError on silo B; status error but A stays committed."""
+    """O5.3 + O4.6 trap: silo A applied, then a UserError on silo B; status error but A stays committed."""
     url = odoo_sim.url
     control(url, "/_sim/move-error", {"mo_id": "WH/MO/00017", "equipment_code": "silo102", "move_lines": 2})
     r = _update(http, url, {"mo_id": "WH/MO/00017", "silo101": 70.0, "silo102": 110.0})
@@ -237,7 +237,7 @@ def test_non_atomic_write_on_move_error(odoo_sim: SimServer, http: requests.Sess
 
 
 def test_mark_done_false_success_and_guards(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§4.7: qty_producing 0 -> error; consumption off the BoM -> success but still open; T format fails
+    """O4.7: qty_producing 0 -> error; consumption off the BoM -> success but still open; T format fails
     after the finished-qty write; flexible + full qty -> done; a 2nd call errors."""
     url = odoo_sim.url
     md = "/api/scada/mo/mark-done"
@@ -256,7 +256,7 @@ def test_mark_done_false_success_and_guards(odoo_sim: SimServer, http: requests.
         )
     )
     assert r["status"] == "error" and "does not match format" in r["message"]
-    assert mo_state(url, "WH/MO/00018")["produced_qty"] == 990  # written before the failure (§5.3)
+    assert mo_state(url, "WH/MO/00018")["produced_qty"] == 990  # written before the failure (O5.3)
     control(url, "/_sim/config", {"consumption": "flexible"})
     r = result(
         rpc(
@@ -291,8 +291,8 @@ def test_mark_done_false_success_and_guards(odoo_sim: SimServer, http: requests.
 def test_mark_done_closes_a_warning_bom_when_consumption_matches(
     odoo_sim: SimServer, http: requests.Session
 ) -> None:
-    """§4.7 + §3.2: silos via update-with-consumptions; PLC01 components cannot be set by code, only per
-    product via material-consumption (replace, §4.9). With every component at plan and the full quantity the
+    """O4.7 + O3.2: silos via update-with-consumptions; PLC01 components cannot be set by code, only per
+    product via material-consumption (replace, O4.9). With every component at plan and the full quantity the
     MO of a 'warning' BoM really closes; product_qty becomes the produced qty."""
     url = odoo_sim.url
     mo = result(rpc(http, url, "/api/scada/mo-detail", {"mo_id": "WH/MO/00021"}))["data"]
@@ -329,7 +329,7 @@ def test_mark_done_closes_a_warning_bom_when_consumption_matches(
 
 
 def test_cancel_is_idempotent_and_done_is_refused(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§4.8."""
+    """O4.8."""
     url = odoo_sim.url
     c = "/api/scada/mo/cancel"
     r = result(rpc(http, url, c, body={"mo_id": "WH/MO/00019"}))
@@ -342,7 +342,7 @@ def test_cancel_is_idempotent_and_done_is_refused(odoo_sim: SimServer, http: req
 
 
 def test_equipment_failure_is_not_idempotent_and_dates(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§4.10: each POST creates a record; T output; offsets and Z rejected; bad duration still committed."""
+    """O4.10: each POST creates a record; T output; offsets and Z rejected; bad duration still committed."""
     url = odoo_sim.url
     ep = "/api/scada/equipment-failure"
     body = {"equipment_code": "silo101", "description": "START_FAILURE", "date": "2026-02-23T13:22"}
@@ -377,11 +377,11 @@ def test_equipment_failure_is_not_idempotent_and_dates(odoo_sim: SimServer, http
     assert report["summary"]["total_failures"] == 3
     assert report["summary"]["by_equipment"][0]["failure_count"] == 0  # the read_group naming bug
     ext = result(rpc(http, url, "/api/scada/failure-report", body=body))
-    assert ext["data"]["date"] == "2026-02-23 13:22:00"  # space, unlike §4.10
+    assert ext["data"]["date"] == "2026-02-23 13:22:00"  # space, unlike O4.10
 
 
 def test_fault_injection(odoo_sim: SimServer, http: requests.Session) -> None:
-    """§8 E: 502 HTML, dropped connection, JSON 404 for a route, HTML body, forced expiry, state change."""
+    """O8 E: 502 HTML, dropped connection, JSON 404 for a route, HTML body, forced expiry, state change."""
     url = odoo_sim.url
     detail = "/api/scada/mo-detail"
     faults(url, {"kind": "http_error", "status": 502, "route": detail})
@@ -413,7 +413,7 @@ def test_fault_injection(odoo_sim: SimServer, http: requests.Session) -> None:
 
 
 def test_generated_mos_are_confirmed_and_realistic(odoo_sim: SimServer) -> None:
-    """§8 C + brief: 20+ confirmed MOs on silo101..lq115 and PLC01."""
+    """O8 C: 20+ confirmed MOs on silo101..lq115 and PLC01."""
     mos = [m for m in sim_state(odoo_sim.url)["mos"] if m["id"] > 20]
     assert len(mos) == 20 and {m["state"] for m in mos} == {"confirmed"}
     codes = {mv["equipment"] for m in mos for mv in m["moves"]}

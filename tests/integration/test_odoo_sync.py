@@ -143,7 +143,7 @@ def test_finished_batch_is_reported_with_its_final_values_and_archived_once(db_u
 
 
 def test_partial_result_goes_to_attention_without_blocking_others(db_url: str, odoo: SimServer) -> None:
-    """odoo-scada-api.md §7.7: status success with errors is a partial result, not success."""
+    """docs/odoo-api.md O7.7: status success with errors is a partial result, not success."""
     bad = add_finished(db_url, odoo, 1, bogus=True)
     good = add_finished(db_url, odoo, 1, skip=1)
     syncer = make_syncer(db_url, odoo)

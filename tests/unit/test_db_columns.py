@@ -18,7 +18,7 @@ from shared.db.columns import (
 from shared.db.models import MoBatch, MoHistory
 from shared.plc.memory_map import load_memory_map
 
-# The reference's equipment table (plant-and-earlier-middleware.md section 9), copied as the specification.
+# The plant's equipment table (docs/plc-program.md P7), copied as the specification.
 SEED = {
     "silo101": "silo_a",
     "silo102": "silo_b",

@@ -1,5 +1,5 @@
 """Golden frames: every command we send and every reply we parse, bytes written out by hand from the FINS
-spec (W342/W421 header layout, reference A1-A5), plus W474's REAL example (A9)."""
+spec (W342/W421 header layout, docs/fins.md F1-F5), plus W474's REAL example (F9)."""
 
 from __future__ import annotations
 

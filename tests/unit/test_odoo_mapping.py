@@ -2,8 +2,8 @@
 
 The ten live READ slots (2026-03-04) hold the same MOs as the recorded mo-list-detailed reply. A READ slot
 mirrors the command's MO id, names, quantity and silo IDs, while its Consumption fields are the PLC's
-ACTUALS (plant-and-earlier-middleware.md §1.2), so targets are not in the slot verbatim. What the slots prove
-(§1.1 example, §8.2 Vector A: the PLC doses whole kilograms, 41.6 -> 41.00):
+ACTUALS (docs/plc-program.md P2), so targets are not in the slot verbatim. What the slots prove
+(docs/plc-program.md P2 example, P6 vector A: the PLC doses whole kilograms, 41.6 -> 41.00):
   * a dosing code has a non-zero actual exactly when our mapping gives it a target (so PLC01 components such
     as CGF in WH/MO/00014, or TETES/FML in WH/MO/00015, are not dosed);
   * every actual is the target rounded down to whole kg: 0 <= target - actual < 1;
@@ -54,7 +54,7 @@ def test_real_mos_map_to_what_the_plc_dosed(fields: dict[str, object]) -> None:
 
 
 def test_mo_00014_keeps_cgf_on_plc01_out_of_the_targets() -> None:
-    """plant-and-earlier-middleware.md §1.1 example: targets of WH/MO/00014, CGF 120 kg on PLC01 not written."""
+    """docs/plc-program.md P2 example: targets of WH/MO/00014, CGF 120 kg on PLC01 not written."""
     batch = mo_to_batch(_mos()["WH/MO/00014"], DOSING_CODES)
     assert batch.targets == {
         "silo101": 41.6,
@@ -73,7 +73,7 @@ def test_mo_00014_keeps_cgf_on_plc01_out_of_the_targets() -> None:
 
 
 def test_components_without_equipment_are_not_dosed() -> None:
-    """WH/MO/00016 has no MO-level equipment: its manual components carry equipment null (§4.4 fallback)."""
+    """WH/MO/00016 has no MO-level equipment: manual components carry equipment null (docs/odoo-api.md O4.4)."""
     batch = mo_to_batch(_mos()["WH/MO/00016"], DOSING_CODES)
     assert {n.product_name for n in batch.not_dosed if n.equipment_code is None} == {
         "[4002] DEMITOX",
@@ -121,8 +121,8 @@ def _mo(components: list[tuple[str, float, str | None]], quantity: float = 100.0
 
 
 def test_repeated_code_is_summed_with_a_warning() -> None:
-    """odoo-scada-api.md §4.4: the same equipment can be listed twice; update-with-consumptions spreads one
-    value over all its moves (§4.6), so the silo gets one target: the sum."""
+    """docs/odoo-api.md O4.4: the same equipment can be listed twice; update-with-consumptions spreads one
+    value over all its moves (O4.6), so the silo gets one target: the sum."""
     batch = mo_to_batch(
         _mo([("P", 40.0, "silo101"), ("P2", 10.5, "silo101"), ("Q", 49.5, "silo102")]), DOSING_CODES
     )
@@ -131,7 +131,7 @@ def test_repeated_code_is_summed_with_a_warning() -> None:
 
 
 def test_an_mo_scaled_away_from_its_bom_is_refused_not_dosed() -> None:
-    """§4.4 trap: to_consume is unscaled, so an MO at 2x its BoM lists half the quantity: dosing its targets
+    """O4.4 trap: to_consume is unscaled, so an MO at 2x its BoM lists half the quantity: dosing its targets
     under its quantity would be a wrong recipe (issue 10.3)."""
     batch = mo_to_batch(_mo([("P", 600.0, "silo101"), ("Q", 400.0, "silo102")], quantity=2000.0), DOSING_CODES)
     assert batch.problems and "add up to 1000 kg but the MO quantity is 2000 kg" in batch.problems[0]
@@ -173,7 +173,7 @@ def test_full_product_name_is_kept() -> None:
 
 
 def test_consumption_payload_sends_only_positive_values() -> None:
-    """§7.7: only mo_id, quantity (> 0) and equipment codes with a value > 0."""
+    """O7.7: only mo_id, quantity (> 0) and equipment codes with a value > 0."""
     payload = consumption_payload("WH/MO/00011", 998.456, {"silo101": 0.0, "silo102": 137.004, "lq114": 23.0})
     assert payload == {"mo_id": "WH/MO/00011", "quantity": 998.46, "silo102": 137.0, "lq114": 23.0}
     assert consumption_payload("WH/MO/00011", 0.0, {"silo101": -1.0}) == {"mo_id": "WH/MO/00011"}

@@ -1,4 +1,4 @@
-"""Reply classification, strict models and settings of the Odoo client (odoo-scada-api.md §1.2, §1.4, §7)."""
+"""Reply classification, strict models and settings of the Odoo client (docs/odoo-api.md O1.2, O1.4, O7)."""
 
 from __future__ import annotations
 
@@ -31,14 +31,14 @@ def _doc(obj: Any) -> bytes:
 
 
 def test_envelope_is_canonical_and_refuses_context() -> None:
-    """§1.1: envelope always; a `context` key would be taken as an equipment code."""
+    """O1.1: envelope always; a `context` key would be taken as an equipment code."""
     assert envelope({"mo_id": "X"}, 3) == {"jsonrpc": "2.0", "method": "call", "params": {"mo_id": "X"}, "id": 3}
     with pytest.raises(ValueError):
         envelope({"context": {}}, 1)
 
 
 def test_session_expiry_is_http_200_code_100() -> None:
-    """§1.2 table: code 100 'Odoo Session Expired'."""
+    """O1.2 table: code 100 'Odoo Session Expired'."""
     body = {"jsonrpc": "2.0", "id": 1, "error": {"code": 100, "message": "Odoo Session Expired", "data": {}}}
     with pytest.raises(OdooSessionExpired):
         unwrap(decode_reply(200, JSON, _doc(body)))
@@ -88,7 +88,7 @@ def test_html_error_names_the_problem_clearly() -> None:
 
 
 def test_missing_result_is_an_error_unless_allowed() -> None:
-    """§1.2: a handler returning None gives no `result` key (only /web/session/check expects that)."""
+    """O1.2: a handler returning None gives no `result` key (only /web/session/check expects that)."""
     doc = decode_reply(200, JSON, _doc({"jsonrpc": "2.0", "id": 1}))
     with pytest.raises(OdooProtocolError):
         unwrap(doc)
@@ -98,7 +98,7 @@ def test_missing_result_is_an_error_unless_allowed() -> None:
 
 
 def test_result_status_classification() -> None:
-    """§7.4: business errors are result.status == 'error' with HTTP 200; health says 'ok'."""
+    """O7.4: business errors are result.status == 'error' with HTTP 200; health says 'ok'."""
     assert check_status({"status": "success"}) == "success"
     assert check_status({"status": "ok"}) == "ok"
     with pytest.raises(OdooBusinessError, match="MO not found"):
@@ -109,7 +109,7 @@ def test_result_status_classification() -> None:
 
 
 def test_recorded_reply_parses_and_false_becomes_none() -> None:
-    """§1.4: bom_code and empty equipment strings are JSON false."""
+    """O1.4: bom_code and empty equipment strings are JSON false."""
     reply = MoListReply.model_validate(json.loads(MO_LIST_REPLY.read_text())["result"])
     assert reply.count == 10 and len(reply.data) == 10
     first = reply.data[0]
@@ -155,7 +155,7 @@ def test_missing_keys_are_rejected() -> None:
 
 
 def test_update_reply_without_errors_key_is_full_success() -> None:
-    """§4.6/§9: the `errors` key is absent on full success."""
+    """O4.6/O9: the `errors` key is absent on full success."""
     reply = UpdateReply.model_validate(
         {
             "status": "success",

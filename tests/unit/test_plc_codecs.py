@@ -15,7 +15,7 @@ from shared.plc.codecs import CodecError
 
 @pytest.mark.parametrize(
     ("kg", "words"),
-    [  # reference README + plant-and-earlier-middleware.md §8.2 vector F
+    [  # docs/plc-program.md P1 examples + P6 vector F
         (1017.33, [1, 36197]),
         (1471.99, [2, 16127]),
         (380.69, [0, 38069]),

@@ -14,7 +14,7 @@ from shared.plc.snapshot import BatchCommand, decode_batch_slot, encode_batch_co
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 TEN_SLOTS = parse_memory_map({**load_memory_map().model_dump(), "active_slots": 10})
 
-# plant-and-earlier-middleware.md §1.1: WRITE slot 4 (D7300-D7376) for WH/MO/00014.
+# docs/plc-program.md P2 example: WRITE slot 4 (D7300-D7376) for WH/MO/00014.
 D7300 = """
 0004 5748 2F4D 4F2F 3030 3031 3400 0000 0000 4A46
 2050 4C55 5320 4B55 5200 0000 0000 4A46 2050 4C55

@@ -52,7 +52,7 @@ def test_failure_vector_has_stable_event_id() -> None:
 
 
 def test_silo110_off_by_one_anomaly_is_rejected() -> None:
-    """plant-and-earlier-middleware.md §8.2 vector B: D6054 = 109, D6055-6056 = [110, 2100]."""
+    """docs/plc-program.md P6 vector B: D6054 = 109, D6055-6056 = [110, 2100]."""
     hexwords = (
         "0001 5748 2F4D 4F2F 3030 3031 3100 0000 0000 5B31 3030 3932 5D20 4A46 2053 4150 4F54 5B31 3030 3932 "
         "5D20 4A46 2053 4150 4F54 0001 86A0 0065 0000 1FA4 0066 0000 3584 0067 0000 8980 0068 0000 0000 0069 "
