@@ -119,7 +119,7 @@ class Syncer:
 
     def sweep(self) -> float:
         """Work every due row; return the seconds until the next due retry (capped by the sweep period)."""
-        while not self._process_one():
+        while self._process_one():
             pass
         with self.db() as session:
             nxt = session.scalar(
@@ -139,13 +139,14 @@ class Syncer:
         return max(0.05, min(cap, (nxt - now()).total_seconds()))
 
     def _process_one(self) -> bool:
-        """Claim and handle one due row; True when none is left."""
+        """Claim and handle one due row; True when one was handled (more may be due), as failure_monitor's
+        _report_one."""
         events: list[tuple[BatchEvent, str, dict[str, Any]]] = []
         with transaction(self.db) as session:
             claimed = claim_batches(session, WORK_STATES, order_by=(MoBatch.finished_at, MoBatch.id))
             row = claimed[0] if claimed else None
             if row is None:
-                return True
+                return False
             if row.state == "reported" and self.s.mark_done:
                 self._close(session, row, events)
             elif row.state == "reported":
@@ -156,7 +157,7 @@ class Syncer:
                 self._cancel(session, row, events)
         for event, mo_id, details in events:  # after the commit
             self.link.publish_json(self.topics.batch_events, batch_event(event, mo_id, None, **details))
-        return False
+        return True
 
     def _report(
         self, session: Session, row: MoBatch, events: list[tuple[BatchEvent, str, dict[str, Any]]]
