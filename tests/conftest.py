@@ -8,6 +8,9 @@ from hypothesis import HealthCheck, settings
 
 from tests.support.servers import Broker, fresh_database, start_mosquitto
 
+# Fixtures that live with their helpers (the plc-sim process), available to every test without an import.
+pytest_plugins = ["tests.support.plcsim"]
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
 

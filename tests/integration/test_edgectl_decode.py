@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edgectl.__main__ import main
-from tests.support.plcsim import PlcSimProcess, plc_sim  # noqa: F401 - fixture
+from tests.support.plcsim import PlcSimProcess
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = REPO.parent / "shared" / "reference" / "vectors"
@@ -66,7 +66,7 @@ def test_decode_subprocess_and_bad_arguments() -> None:
     assert subprocess.run([*EDGECTL, "decode", "nowhere", "--words", "1"], capture_output=True).returncode == 2
 
 
-def test_plc_read_against_the_simulator(plc_sim: PlcSimProcess) -> None:  # noqa: F811
+def test_plc_read_against_the_simulator(plc_sim: PlcSimProcess) -> None:
     plc_sim.post("/words", {"address": 6000, "words": list(range(100, 177))})
     args = ["plc", "read", "--host", "127.0.0.1", "--port", str(plc_sim.port), "--node", "1"]
     for address in ("D6000", "6000"):
@@ -106,7 +106,7 @@ def test_plc_read_reports_a_silent_plc_with_exit_3() -> None:
     assert bad.returncode == 2
 
 
-def test_plc_read_mapped_areas_only(plc_sim: PlcSimProcess) -> None:  # noqa: F811
+def test_plc_read_mapped_areas_only(plc_sim: PlcSimProcess) -> None:
     plc_sim.post("/words", {"address": 7100, "words": list(range(77))})
     target = ["plc", "read", "--host", "127.0.0.1", "--port", str(plc_sim.port), "--source-node", "43"]
     by_area = subprocess.run(

@@ -7,12 +7,12 @@ import subprocess
 
 from shared.fins.client import FinsClient
 from shared.plc.memory_map import load_memory_map
-from tests.support.plcsim import PlcSimProcess, plc_sim, plc_sim_command  # noqa: F401 - fixture
+from tests.support.plcsim import PlcSimProcess, plc_sim_command
 
 MAP = load_memory_map()
 
 
-def test_plc_sim_process_serves_fins_and_control(plc_sim: PlcSimProcess) -> None:  # noqa: F811
+def test_plc_sim_process_serves_fins_and_control(plc_sim: PlcSimProcess) -> None:
     async def read() -> tuple[list[int], str]:
         async with FinsClient(port=plc_sim.port, timeout=1.0) as c:
             flag = await c.read_words(MAP.flag_address("write_slot", 1), 1)
