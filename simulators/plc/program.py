@@ -21,6 +21,7 @@ from shared.plc.codecs import CodecError
 from shared.plc.memory_map import FieldSpec, MemoryMap
 from shared.plc.snapshot import BatchCommand, decode_batch_slot, encode_batch_command, encode_field
 from simulators.plc.memory import DataMemory
+from simulators.plc.weighing import WeighingProgram
 
 log = logging.getLogger("plc_sim.program")
 
@@ -43,6 +44,8 @@ class ProgramConfig:
     noise_kg: float = 0.5
     failure_rate_per_hour: float = 0.0
     op_failure_rate: float = 0.0  # probability a batch fails mid-way (status_operation = 1)
+    weighing_rate_per_hour: float = 0.0  # random manual weighings (for the MO a slot runs)
+    weighing_products: tuple[int, ...] = ()  # product ids the random weighings use
 
 
 @dataclass
@@ -102,6 +105,9 @@ class PlcProgram:
         self.rng = rng
         self.slots = {n: SlotState(n) for n in mmap.slots()}
         self.failures = FailureState()
+        self.weighing = WeighingProgram(memory, mmap, rng)
+        self.weighing.rate_per_hour = config.weighing_rate_per_hour
+        self.weighing.products = config.weighing_products
         self.reboots = 0
         self.clock: Callable[[], time.struct_time] = time.localtime  # the PLC clock (the simulator sets it)
 
@@ -130,6 +136,7 @@ class PlcProgram:
                 setattr(new, name, getattr(old, name))
         self.failures.waiting = False
         self.failures.last = None
+        self.weighing.reboot()
         if armed:
             self.arm()
         log.warning("PLC rebooted: memory cleared", extra={"armed": armed})
@@ -164,6 +171,8 @@ class PlcProgram:
         for st in self.slots.values():
             self._scan_slot(st, dt)
         self._scan_failures(dt)
+        running = next((st.mo_id for st in self.slots.values() if st.phase == "running"), None)
+        self.weighing.scan(dt, running, self.config.speed)
 
     def _scan_slot(self, st: SlotState, dt: float) -> None:
         n = st.slot
@@ -321,5 +330,6 @@ class PlcProgram:
                 "waiting": fs.waiting,
                 "last": fs.last,
             },
+            "weighings": self.weighing.as_dict(),
             "reboots": self.reboots,
         }

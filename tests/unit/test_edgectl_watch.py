@@ -74,7 +74,7 @@ def test_plc_read_only_inside_mapped_areas() -> None:
     assert resolve_read(plc_args(address=6000, count=77)) is None
     assert resolve_read(plc_args(address=6976, count=1)) is None  # slot 10's flag word
     assert "not inside one mapped area" in str(resolve_read(plc_args(address=6070, count=30)))
-    assert "not inside one mapped area" in str(resolve_read(plc_args(address=9000, count=1)))
+    assert "not inside one mapped area" in str(resolve_read(plc_args(address=9100, count=1)))
     assert "needs --count" in str(resolve_read(plc_args(address=6000)))
     assert "outside 1..10" in str(resolve_read(plc_args(area="read-slot", slot=11)))
     assert "--count goes with --address" in str(resolve_read(plc_args(area="read-slot", count=3)))
