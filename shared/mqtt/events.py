@@ -1,4 +1,4 @@
-"""Lifecycle events: `{root}/events/batch` (what happened to which MO) and `{root}/events/failure` (failure
+"""Lifecycle events: `{root}/events/batch` (what happened to which MO), `{root}/events/weighing` (manual weighings) and `{root}/events/failure` (failure
 events that need a person), for operators and triggers."""
 
 from __future__ import annotations
@@ -30,3 +30,11 @@ FailureEventKind = Literal["attention", "retry"]
 
 def failure_event(event: FailureEventKind, event_id: str, **details: Any) -> dict[str, Any]:
     return {"event": event, "event_id": event_id, **details}
+
+
+WeighingEventKind = Literal["stored", "acked", "reported", "attention", "retry"]
+
+
+def weighing_event(event: WeighingEventKind, weighing_id: int, event_id: str, **details: Any) -> dict[str, Any]:
+    """`{root}/events/weighing`: what happened to one stored manual weighing (row id + the PLC content id)."""
+    return {"event": event, "weighing_id": weighing_id, "event_id": event_id, **details}

@@ -1,0 +1,144 @@
+"""Manual weighing with the real processes (plc-sim, plc_gateway, failure_monitor, Mosquitto, PostgreSQL,
+odoo-sim): each weighing is stored, acknowledged on the PLC after storage and booked in Odoo exactly once with
+its exact kg, through an Odoo outage and a lost reply; two identical weighings in a row are two; an invalid
+item is rejected, never stored or acknowledged, and visible."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.odoo.client import OdooClient
+from shared.odoo.settings import OdooSettings
+from shared.plc.memory_map import load_memory_map
+from tests.support.procs import wait_until
+from tests.support.system import ROOT, System
+
+MAP = load_memory_map()
+CACO3 = 997  # a hand-weighed additive of the generated MOs (a PLC01 component: no silo doses it)
+
+
+@pytest.fixture
+def plant(tmp_path: Path) -> Iterator[System]:
+    s = System(tmp_path, extra_mos=5, env={"REPORT_RETRY_S": "0.3", "REPORT_RETRY_MAX_S": "1"})
+    s.wait_healthy()
+    # Only the weighing path runs: the batch services would only add load to a shared machine.
+    for name in ("mo_planner", "odoo_sync"):
+        s.procs[name].terminate()
+    yield s
+    s.stop()
+
+
+def odoo_client(s: System) -> OdooClient:
+    return OdooClient(
+        OdooSettings(
+            odoo_url=f"http://127.0.0.1:{s.odoo_port}", odoo_db="plant", odoo_login="admin", odoo_password="admin"
+        )
+    )
+
+
+def consumed(s: System, mo_id: str, product_id: int) -> Decimal:
+    client = odoo_client(s)
+    try:
+        mo = client.mo_detail(mo_id)
+    finally:
+        client.close()
+    total = sum(Decimal(str(c.consumed)) for c in mo.components_consumption if c.product_id == product_id)
+    return Decimal(total).quantize(Decimal("0.01"))
+
+
+def an_mo_with(s: System, product_id: int) -> str:
+    client = odoo_client(s)
+    try:
+        for mo in client.list_mos(limit=0):
+            if any(c.product_id == product_id and c.consumed == 0 for c in mo.components_consumption):
+                return mo.mo_id
+    finally:
+        client.close()
+    raise AssertionError(f"no confirmed MO uses product {product_id}")
+
+
+def item_flag(s: System, item: int) -> int:
+    address = MAP.item_flag_address("manual_weighing", item)
+    return int(s.plc("GET", f"/memory?address={address}&count=1")["words"][0])
+
+
+def rows(s: System) -> list[Any]:
+    return s.sql(
+        "SELECT id, event_id, item, mo_id, product_id, kg, received_at, acked_at, reported_at, applied_kg, "
+        "attention_reason, report_attempts FROM manual_weighing ORDER BY id"
+    )
+
+
+def test_weighings_are_booked_once_two_identical_are_two_and_invalid_is_rejected(plant: System) -> None:
+    mo = an_mo_with(plant, CACO3)
+    before = consumed(plant, mo, CACO3)
+    start = plant.watch.mark()
+    weighing = {"mo_id": mo, "product_id": CACO3, "kg": 2.35, "batch": 1, "item": 1}
+    plant.plc("POST", "/weighing", weighing)
+    plant.plc("POST", "/weighing", weighing)  # the operator weighs the same again: a second weighing
+    plant.plc("POST", "/weighing", {**weighing, "item": 3, "product_id": 0})  # a wrong entry at the scale
+
+    wait_until(lambda: len([r for r in rows(plant) if r.reported_at]) == 2, 40, what="two weighings reported")
+    stored = rows(plant)
+    assert len(stored) == 2, stored
+    assert all(r.item == 1 and r.kg == Decimal("2.35") and r.applied_kg == Decimal("2.35") for r in stored)
+    assert stored[0].event_id == stored[1].event_id  # the same content id, two weighings
+    assert all(r.acked_at is not None and r.acked_at >= r.received_at for r in stored)
+    assert stored[1].received_at >= stored[0].acked_at  # the second was read after the first's ack
+    assert consumed(plant, mo, CACO3) == before + Decimal("4.70")
+    assert plant.plc_state()["weighings"]["acked"] == 2
+
+    # The invalid item: published with its reason, never stored, never acknowledged.
+    _, snap = plant.watch.wait_for(
+        lambda t, b: t == f"{ROOT}/plc/weighing" and not b["fields"]["items"][2]["valid"], 10, since=start
+    )
+    assert snap["fields"]["items"][2]["errors"] == ["product_id 0 is below 1"]
+    assert "item 3: product_id 0 is below 1" in snap["errors"]
+    assert item_flag(plant, 3) == 0
+    assert all(r.item != 3 for r in rows(plant))
+
+    events = [
+        b["event"]
+        for _, t, b, _ in list(plant.watch.messages)[start:]
+        if t == f"{ROOT}/events/weighing" and isinstance(b, dict)
+    ]
+    assert events.count("stored") == 2 and events.count("acked") == 2 and events.count("reported") == 2
+
+
+def test_odoo_outage_keeps_the_scale_working_and_a_lost_reply_never_double_counts(plant: System) -> None:
+    mo = an_mo_with(plant, CACO3)
+    before = consumed(plant, mo, CACO3)
+    plant.odoo("POST", "/_sim/faults", {"kind": "http_error", "status": 502, "times": None})  # Odoo is down
+    for item, kg in ((1, 1.25), (2, 3.5)):
+        plant.plc("POST", "/weighing", {"mo_id": mo, "product_id": CACO3, "kg": kg, "item": item})
+    # Stored and acknowledged while Odoo is down: the PLC's items are free again for the next weighings.
+    wait_until(lambda: item_flag(plant, 1) == 1 and item_flag(plant, 2) == 1, 15, what="items acked")
+    wait_until(lambda: all(r.acked_at for r in rows(plant)) and len(rows(plant)) == 2, 10, what="acked_at")
+    wait_until(lambda: all(r.report_attempts >= 1 for r in rows(plant)), 15, what="report attempts")
+    assert all(r.reported_at is None for r in rows(plant))
+
+    # Odoo is back, but the first reply of material-consumption is lost after Odoo booked it.
+    plant.odoo("DELETE", "/_sim/faults")
+    plant.odoo(
+        "POST",
+        "/_sim/faults",
+        {
+            "kind": "drop",
+            "when": "after",
+            "route": "/api/scada/material-consumption",
+            "method": "POST",
+            "times": 1,
+        },
+    )
+    try:
+        wait_until(lambda: all(r.reported_at for r in rows(plant)), 40, what="both reported")
+    except TimeoutError:
+        raise AssertionError(f"{rows(plant)}\n{plant.procs['failure_monitor'].log()[-5000:]}") from None
+    assert consumed(plant, mo, CACO3) == before + Decimal("4.75")  # 1.25 + 3.50, nothing doubled
+    assert [r.applied_kg for r in rows(plant)] == [Decimal("1.25"), Decimal("3.50")]
+    assert all(r.attention_reason is None for r in rows(plant))
