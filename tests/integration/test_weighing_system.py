@@ -5,6 +5,9 @@ item is rejected, never stored or acknowledged, and visible."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 from shared.odoo.client import OdooClient
 from shared.odoo.settings import OdooSettings
 from shared.plc.memory_map import load_memory_map
-from tests.support.procs import wait_until
+from tests.support.procs import console, wait_until
 from tests.support.system import ROOT, System
 
 MAP = load_memory_map()
@@ -142,3 +145,55 @@ def test_odoo_outage_keeps_the_scale_working_and_a_lost_reply_never_double_count
     assert consumed(plant, mo, CACO3) == before + Decimal("4.75")  # 1.25 + 3.50, nothing doubled
     assert [r.applied_kg for r in rows(plant)] == [Decimal("1.25"), Decimal("3.50")]
     assert all(r.attention_reason is None for r in rows(plant))
+
+
+def edgectl(s: System, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "MQTT_", "EDGECTL_"))}
+    env.update(MQTT_URL=s.env["MQTT_URL"], MQTT_TOPIC_ROOT=ROOT, DATABASE_URL=s.env["DATABASE_URL"])
+    return subprocess.run([console("edgectl"), *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def restart_monitor(s: System, **env: str) -> None:
+    s.procs["failure_monitor"].terminate()
+    s.env.update(env)
+    s.start_service("failure_monitor")
+
+
+def test_weighings_odoo_cannot_take_are_parked_and_an_operator_hands_them_back(plant: System) -> None:
+    client = odoo_client(plant)
+    try:
+        mos = [
+            m.mo_id
+            for m in client.list_mos(limit=0)
+            if any(c.product_id == CACO3 for c in m.components_consumption)
+        ]
+    finally:
+        client.close()
+    done_mo, mo = mos[0], mos[1]
+    before = consumed(plant, mo, CACO3)
+    restart_monitor(plant, WEIGHING_EQUIPMENT_CODE="NO_SUCH_SCALE")  # an integrator's typo
+    plant.odoo("POST", "/_sim/mo-state", {"mo_id": done_mo, "state": "done"})
+    plant.plc("POST", "/weighing", {"mo_id": done_mo, "product_id": CACO3, "kg": 0.5, "item": 5})
+    plant.plc("POST", "/weighing", {"mo_id": mo, "product_id": 9999, "kg": 0.5, "item": 6})
+    plant.plc("POST", "/weighing", {"mo_id": mo, "product_id": CACO3, "kg": 0.75, "item": 4})
+    wait_until(lambda: len([r for r in rows(plant) if r.attention_reason]) == 3, 30, what="three in attention")
+    parked = {r.item: r for r in rows(plant)}
+    assert all(r.acked_at is not None and r.reported_at is None for r in parked.values())  # the scale ran on
+    assert parked[5].attention_reason == f"MO {done_mo} is done in Odoo: it takes no more consumption"
+    assert parked[6].attention_reason == f"product 9999 is not a raw component of {mo}"
+    assert parked[4].attention_reason == (
+        'Odoo refused the consumption: Validation failed: Equipment "NO_SUCH_SCALE" not found'
+    )
+    listed = edgectl(plant, "weighings", "--attention", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(w["item"] for w in json.loads(listed.stdout)) == [4, 5, 6]
+
+    restart_monitor(plant, WEIGHING_EQUIPMENT_CODE="WEIGH_SCALE_01")  # the setting fixed
+    retry = edgectl(plant, "weighing-retry", str(parked[4].id))
+    assert retry.returncode == 0, retry.stderr
+    wait_until(
+        lambda: {r.item: r for r in rows(plant)}[4].reported_at is not None, 30, what="reported after retry"
+    )
+    assert consumed(plant, mo, CACO3) == before + Decimal("0.75")
+    again = edgectl(plant, "weighing-retry", str(parked[4].id))
+    assert again.returncode != 0 and "not in attention" in again.stderr
