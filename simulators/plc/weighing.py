@@ -103,7 +103,8 @@ class WeighingProgram:
             and not s.requested
             and self.rng.random() < self.rate_per_hour / 3600 * dt * speed
         ):
-            kg = round(self.rng.uniform(0.5, 25.0), 2)
+            # Small amounts: an additive's open move rarely needs more, so Odoo books them whole (no attention).
+            kg = round(self.rng.uniform(0.1, 1.0), 2)
             s.requested.append(Weighing(current_mo, self.rng.choice(self.products), kg))
         if not s.requested:
             return

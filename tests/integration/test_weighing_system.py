@@ -18,6 +18,7 @@ import pytest
 from shared.odoo.client import OdooClient
 from shared.odoo.settings import OdooSettings
 from shared.plc.memory_map import load_memory_map
+from shared.plc.snapshot import decode_manual_weighing
 from tests.support.procs import console, wait_until
 from tests.support.system import ROOT, System
 
@@ -197,3 +198,57 @@ def test_weighings_odoo_cannot_take_are_parked_and_an_operator_hands_them_back(p
     assert consumed(plant, mo, CACO3) == before + Decimal("0.75")
     again = edgectl(plant, "weighing-retry", str(parked[4].id))
     assert again.returncode != 0 and "not in attention" in again.stderr
+
+
+def test_kill9_of_the_worker_before_the_ack_and_during_the_odoo_post_loses_and_doubles_nothing(
+    plant: System,
+) -> None:
+    mo = an_mo_with(plant, CACO3)
+    before = consumed(plant, mo, CACO3)
+    # Short Odoo timeouts keep the crash lease short (4 x (connect + read) + 5 s = 21 s).
+    restart_monitor(plant, ODOO_CONNECT_TIMEOUT="1", ODOO_READ_TIMEOUT="3")
+
+    # 1. Stored, not yet acknowledged: the gateway is away, so the snapshot comes from the test (decoded from
+    # the PLC's real memory) and the ack has nobody to run it. Then kill -9.
+    plant.procs["plc_gateway"].terminate()
+    plant.plc("POST", "/weighing", {"mo_id": mo, "product_id": CACO3, "kg": 1.05, "item": 7})
+    base, size = MAP.base_address("manual_weighing"), MAP.layout_of("manual_weighing").words
+    wait_until(
+        lambda: item_flag(plant, 7) == 0 and plant.plc_state()["weighings"]["posted"] == 1, 10, what="posted"
+    )
+    words = plant.plc("GET", f"/memory?address={base}&count={size}")["words"]
+    snap = decode_manual_weighing(MAP, words)
+    body = {
+        "area": snap.area,
+        "slot": 1,
+        "valid": snap.valid,
+        "empty": snap.empty,
+        "errors": [],
+        "fields": snap.fields,
+    }
+    plant.watch.publish(f"{ROOT}/plc/weighing", body)
+    wait_until(lambda: len(rows(plant)) == 1, 15, what="weighing stored")
+    plant.procs["failure_monitor"].kill9()
+    assert rows(plant)[0].acked_at is None and item_flag(plant, 7) == 0
+    plant.start_service("plc_gateway")
+    plant.odoo(
+        "POST",
+        "/_sim/faults",
+        {"kind": "latency", "seconds": 2.0, "route": "/api/scada/material-consumption", "method": "POST"},
+    )
+    plant.start_service("failure_monitor")
+
+    # 2. kill -9 while the post is in flight (write-ahead committed, Odoo still working on it).
+    wait_until(lambda: rows(plant)[0].acked_at is not None, 15, what="acked after the restart")
+    post = "POST /api/scada/material-consumption"
+    wait_until(lambda: plant.odoo_state()["requests"].get(post, 0) >= 1, 15, what="post in flight")
+    plant.procs["failure_monitor"].kill9()  # Odoo is still sleeping on it: the post lands after the crash
+    assert bool(plant.sql("SELECT outcome_unknown FROM manual_weighing")[0][0])  # the write-ahead is there
+    wait_until(lambda: consumed(plant, mo, CACO3) == before + Decimal("1.05"), 10, what="Odoo applied it")
+    plant.start_service("failure_monitor")
+    wait_until(lambda: rows(plant)[0].reported_at is not None, 60, what="reported after the lease")
+    [row] = rows(plant)
+    assert row.applied_kg == Decimal("1.05") and row.attention_reason is None
+    assert consumed(plant, mo, CACO3) == before + Decimal("1.05")  # decided from Odoo's state: not posted again
+    assert item_flag(plant, 7) == 1
+    assert len(rows(plant)) == 1
