@@ -188,6 +188,9 @@ def test_weighings_odoo_cannot_take_are_parked_and_an_operator_hands_them_back(p
     listed = edgectl(plant, "weighings", "--attention", "--json")
     assert listed.returncode == 0, listed.stderr
     assert sorted(w["item"] for w in json.loads(listed.stdout)) == [4, 5, 6]
+    status = json.loads(edgectl(plant, "status", "--json").stdout)
+    assert status["weighings"] == {"stored": 3, "unacked": 0, "unreported": 3, "attention": 3}
+    assert "3 manual weighing(s) need a person (edgectl weighings --attention)" in status["problems"]
 
     restart_monitor(plant, WEIGHING_EQUIPMENT_CODE="WEIGH_SCALE_01")  # the setting fixed
     retry = edgectl(plant, "weighing-retry", str(parked[4].id))
