@@ -56,7 +56,10 @@ DB_NAME = DB_USER = "feedmill"
 TMP_PREFIX = "feedmill-demo-"
 CONNECTION_MARKER = "# Written by ./scripts/demo"
 
-DEMO_WEIGHING_PRODUCTS = "997,800"  # odoo-sim's CaCO3 and GARAM: raw components of its MOs on PLC01
+# Hand-weighed additives of odoo-sim's MOs (MO-level PLC01 components, no silo doses them): CaCO3 and GARAM of
+# the recorded MOs (and the MOs generated from them), or CaCO3 of the synthetic recipes without the recording.
+DEMO_WEIGHING_PRODUCTS = "997,800"
+DEMO_WEIGHING_PRODUCTS_SYNTHETIC = "600"
 
 ENV_HELP = """\
 environment (flags win over these):
@@ -685,10 +688,10 @@ def start_supervisor(cfg: DemoConfig, env: dict[str, str], run_dir: Path) -> Sup
         if program.name == "plc_sim":
             # deploy/supervisord.py maps only the production-relevant sim settings; the demo's compressed
             # time and random failures are plc-sim flags (the last occurrence of a flag wins in argparse).
-            # Manual weighings use hand-weighed additives of the simulated MOs (CaCO3, GARAM: PLC01 components).
             extra = ["--node", env["PLC_NODE"], "--batch-seconds", str(cfg.batch_seconds),
                      "--failure-rate", str(cfg.failure_rate), "--weighing-rate", str(cfg.weighing_rate),
-                     "--weighing-products", DEMO_WEIGHING_PRODUCTS]  # fmt: skip
+                     "--weighing-products", DEMO_WEIGHING_PRODUCTS if odoo_seed_available()
+                     else DEMO_WEIGHING_PRODUCTS_SYNTHETIC]  # fmt: skip
             program = dataclasses.replace(program, command=[*program.command, *extra])
         if program.name == "odoo_sim" and not odoo_seed_available():
             # odoo-sim's default seed (a recorded Odoo reply) lives outside the repository, next to it; on a
