@@ -24,6 +24,7 @@ from tests.support.system import ROOT, System
 
 MAP = load_memory_map()
 CACO3 = 997  # a hand-weighed additive of the generated MOs (a PLC01 component: no silo doses it)
+GARAM = 800  # another one (salt), with a small need per MO
 
 
 @pytest.fixture
@@ -146,6 +147,18 @@ def test_odoo_outage_keeps_the_scale_working_and_a_lost_reply_never_double_count
     assert consumed(plant, mo, CACO3) == before + Decimal("4.75")  # 1.25 + 3.50, nothing doubled
     assert [r.applied_kg for r in rows(plant)] == [Decimal("1.25"), Decimal("3.50")]
     assert all(r.attention_reason is None for r in rows(plant))
+
+    # More than the MO's move still needs: Odoo books part of it and drops the rest (add mode). The weighing
+    # is reported with what Odoo booked and waits for a person; it is never posted again (that would double).
+    plant.plc("POST", "/weighing", {"mo_id": mo, "product_id": GARAM, "kg": 500.0, "item": 3})
+    wait_until(lambda: len(rows(plant)) == 3 and rows(plant)[2].reported_at is not None, 30, what="reported")
+    short = rows(plant)[2]
+    assert short.applied_kg is not None and 0 < short.applied_kg < Decimal("500.00")
+    assert short.attention_reason == (
+        f"Odoo applied {short.applied_kg} of 500.00 kg (the MO's moves needed less); "
+        f"{Decimal('500.00') - short.applied_kg} kg not booked"
+    )
+    assert short.report_attempts == 1
 
 
 def edgectl(s: System, *args: str) -> subprocess.CompletedProcess[str]:
