@@ -268,6 +268,7 @@ async def ack_weighing(io: PlcIO, m: MemoryMap, cmd: AckWeighing) -> Reply:
     if held["status_manual_weigh_read"] == 1:
         return Reply(True, "already_acked", f"weighing {cmd.event_id} in item {cmd.item} was already acknowledged")
     content = _item_content(m, snap.words, cmd.item)
+    header = m.layout_of("manual_weighing").item_group.offset
 
     async def reread() -> tuple[FlagState, str]:
         after = await read_snapshot(io, m, "manual_weighing")
@@ -277,8 +278,11 @@ async def ack_weighing(io: PlcIO, m: MemoryMap, cmd: AckWeighing) -> Reply:
         if item["status_manual_weigh_read"] == 1:
             return "taken", "1"
         same = _item_content(m, after.words, cmd.item) == content
-        if item["valid"] and not item["empty"] and not same:
-            return "taken", "0"  # the PLC took our 1 and posted its next weighing in this item
+        own_changed = _item_content(m, after.words, cmd.item)[header:] != content[header:]
+        if item["valid"] and not item["empty"] and own_changed:
+            # The PLC took our 1 and posted its next weighing in this item. A changed header alone proves
+            # nothing: the header is shared by all ten items.
+            return "taken", "0"
         if item["valid"] and same and item["status_manual_weigh_read"] == 0:
             return "pending", "0"
         return "changed", str(item["status_manual_weigh_read"]) if item["valid"] else "invalid data"

@@ -300,3 +300,22 @@ def test_two_identical_weighings_in_one_item_and_a_lost_ack_reply() -> None:
     again = _weighing(plc, 1)
     assert again["pending"] and again["event_id"] == event_id
     assert plc.program.weighing.state.posted == 2 and plc.program.weighing.state.acked == 1
+
+
+def test_a_changed_header_alone_never_counts_as_taken() -> None:
+    """The header (MO) is shared by all ten items: if it changes while our item still shows flag 0 after the
+    write, nothing proves the PLC took our 1, so the ack is a mismatch (never a silent success)."""
+    plc = InProcessPlc(drop_flag_writes=True, scan_after_write=False)
+    _post_weighing(plc)
+    event_id = _weighing(plc, 1)["event_id"]
+    real_write = plc.write_words
+    base = MAP.base_address("manual_weighing")
+
+    async def write_then_new_header(address: int, words: Sequence[int]) -> None:
+        await real_write(address, words)
+        plc.memory.write(base + 1, [0x5748, 0x2F4D, 0x4F2F, 0x3030, 0x3031, 0x3200, 0, 0])  # WH/MO/00012
+
+    plc.write_words = write_then_new_header  # type: ignore[method-assign]
+    reply = _ack(plc, 1, event_id)
+    assert (reply.ok, reply.code) == (False, "mismatch"), reply.message
+    assert _flag_writes(plc) == 1
