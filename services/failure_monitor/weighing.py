@@ -148,6 +148,7 @@ class WeighingFlow:
         by_item = {s.item: s for s in shown}
         if not by_item:
             return
+        noted: list[tuple[int, str, int, str]] = []
         with transaction(self.db) as session:
             rows = session.scalars(
                 select(ManualWeighing).where(ManualWeighing.acked_at.is_(None)).with_for_update(skip_locked=True)
@@ -171,8 +172,12 @@ class WeighingFlow:
                     weighing_id=row.id,
                     code=code,
                 )
-                log.info("weighing ack confirmed by PLC memory", extra={"weighing_id": row.id, "code": code})
-                self.report_wake.set()
+                noted.append((row.id, row.event_id, row.item, code))
+        for row_id, event_id, item, code in noted:  # announced once committed, like every other event
+            log.info("weighing ack confirmed by PLC memory", extra={"weighing_id": row_id, "code": code})
+            self._announce("acked", row_id, event_id, item=item, code=code)
+        if noted:
+            self.report_wake.set()
 
     def _send_ack(self, event_id: str, item: int, request_id: str) -> None:
         self.pending[request_id] = (event_id, item, time.monotonic())
