@@ -173,8 +173,10 @@ class MemoryMap(_Frozen):
                 raise ValueError(
                     f"areas.{aname}: gateway_writes item_flags goes with a layout that has items, and only with it"
                 )
-        if "manual_weighing" in self.areas and self.areas["manual_weighing"].slot_capacity != 1:
-            raise ValueError("areas.manual_weighing: one area (its items are the slots), slot_capacity 1")
+        if "manual_weighing" in self.areas:
+            _check_weighing_layout(
+                self.areas["manual_weighing"], self.layouts[self.areas["manual_weighing"].layout]
+            )
         slot_areas: tuple[AreaName, ...] = ("read_slot", "write_slot")
         for name in slot_areas:
             if self.active_slots > self.areas[name].slot_capacity:
@@ -271,6 +273,27 @@ def _check_layout(lname: str, layout: Layout, equipment_codes: list[str]) -> Non
                 n = parts.count((code, part))
                 if n != 1:
                     raise ValueError(f"{where}: equipment {code} needs exactly one `{part}` field, has {n}")
+
+
+# The fields the manual-weighing decoder reads by name, with their codecs (the rest of the layout is free).
+WEIGHING_HEADER = {"batch": "uint16", "mo_id": "ascii"}
+WEIGHING_ITEM = {"product_id": "uint16", "kg": "kg_x100"}
+
+
+def _check_weighing_layout(area: Area, layout: Layout) -> None:
+    where = "areas.manual_weighing"
+    if area.slot_capacity != 1:
+        raise ValueError(f"{where}: one area (its items are the slots), slot_capacity 1")
+    if layout.items is None:
+        raise ValueError(f"{where}: its layout needs `items`")
+    for fields, wanted, label in (
+        (layout.fields, WEIGHING_HEADER, "header"),
+        (layout.items.fields, WEIGHING_ITEM, "item"),
+    ):
+        codecs = {f.name: f.codec for f in fields}
+        for name, codec in wanted.items():
+            if codecs.get(name) != codec:
+                raise ValueError(f"{where}: the {label} needs a field {name!r} with codec {codec}")
 
 
 def _check_items(where: str, layout: Layout, header: dict[int, str]) -> None:

@@ -217,8 +217,9 @@ def decode_manual_weighing(m: MemoryMap, words: Sequence[int]) -> Snapshot:
     Validity is per item, so one wrong entry at the scale never blocks the other nine: an item is valid when
     it is empty (product and kg words all 0) or when the header MO name is printable and matches the map's
     pattern, product id >= the map's min (1), min <= kg <= max (the map's plausibility limit) and its flag is
-    0/1. Every valid non-empty item carries its `event_id`; it is `pending` while its flag is 0. The snapshot is `valid` only when
-    nothing at all is rejected; `errors` lists every rejection as "item k: ..." (or the header's)."""
+    0/1. Every valid non-empty item carries its `event_id`; it is `pending` while its flag is 0. The snapshot
+    is `valid` only when nothing at all is rejected; `errors` lists every rejection as "item k: ...", and a bad
+    non-blank header on its own when no item carries it."""
     layout = m.layout_of("manual_weighing")
     group = layout.item_group
     if len(words) != layout.words or any(not 0 <= w <= 0xFFFF for w in words):
@@ -267,10 +268,11 @@ def decode_manual_weighing(m: MemoryMap, words: Sequence[int]) -> Snapshot:
             }
         )
         errors.extend(f"item {k}: {e}" for e in item_errors)
-    if header_errors and not any(not it["empty"] for it in items):
-        errors[:0] = header_errors if any(words[: group.offset]) else []
+    header_blank = not any(words[: group.offset])
+    if header_errors and all(it["empty"] for it in items) and not header_blank:
+        errors[:0] = header_errors  # no item names it, yet the PLC holds a header that does not decode
     fields: dict[str, Any] = {"batch": header.get("batch"), "mo_id": mo_id, "items": items}
-    all_empty = all(it["empty"] for it in items) and not any(words[: group.offset])
+    all_empty = all(it["empty"] for it in items) and header_blank
     return Snapshot("manual_weighing", 1, tuple(words), not errors, all_empty, tuple(errors), fields)
 
 

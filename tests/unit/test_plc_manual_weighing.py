@@ -120,6 +120,8 @@ BASE: dict[str, Any] = yaml.safe_load(DEFAULT_MAP_PATH.read_text())
         (lambda d: d["areas"]["manual_weighing"].update(gateway_writes="flag"), "item_flags"),
         (lambda d: d["areas"]["failure"].update(gateway_writes="item_flags"), "item_flags"),
         (lambda d: d["areas"]["manual_weighing"].update(base=8010), "overlaps"),
+        (lambda d: d["layouts"]["manual_weighing"]["items"]["fields"][1].update(name="weight"), "field 'kg'"),
+        (lambda d: d["layouts"]["manual_weighing"]["fields"][1].update(codec="uint16", words=None), "'mo_id'"),
     ],
 )
 def test_broken_weighing_maps_are_refused(mutate: Any, message: str) -> None:
