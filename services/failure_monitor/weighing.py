@@ -409,5 +409,10 @@ class WeighingFlow:
             row.next_attempt_at = next_attempt_at(
                 now(), attempts, self.s.report_retry_s, self.s.report_retry_max_s, key=event_id
             )
+            if unknown:
+                # Odoo keeps working on a request whose client gave up (a timeout): a read made before that
+                # request lands would call it "not applied" and the re-post would double it. So the verdict
+                # waits as long as the crash lease does.
+                row.next_attempt_at = max(row.next_attempt_at, now() + dt.timedelta(seconds=self._lease_s()))
         self.metrics.report_errors.inc()
         log.warning("weighing report failed; will retry", extra={"weighing_id": row_id, "error": str(exc)})
