@@ -1,6 +1,6 @@
 """The simulator's control API: small JSON over HTTP on localhost, served from a thread.
 
-GET  /state                      slots (phase, mo_id, counters), failures, FINS counters, faults, mode
+GET  /state                      slots (phase, mo_id, counters), failures, weighings, FINS counters, faults, mode
 GET  /memory?address=D6000&count=77
 POST /failure   {equipment?, description?}   queue an equipment failure (posted once the area is free)
 POST /weighing  {mo_id, product_id, kg, batch?, item?}  queue a manual weighing (posted into a free item;
