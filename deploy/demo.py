@@ -58,12 +58,18 @@ CONSOLE_LOGINS = ("operator", "viewer")  # demo console users, named after their
 TMP_PREFIX = "feedmill-demo-"
 CONNECTION_MARKER = "# Written by ./scripts/demo"
 
+# Hand-weighed additives of odoo-sim's MOs (MO-level PLC01 components, no silo doses them): CaCO3 and GARAM of
+# the recorded MOs (and the MOs generated from them), or CaCO3 of the synthetic recipes without the recording.
+DEMO_WEIGHING_PRODUCTS = "997,800"
+DEMO_WEIGHING_PRODUCTS_SYNTHETIC = "600"
+
 ENV_HELP = """\
 environment (flags win over these):
   DEMO_DIR            demo state directory (default: <repo>/.demo; wiped at every start)
   DEMO_BATCH_SECONDS  dosing time of one batch in plc-sim (default 20)
   DEMO_SPEED          plc-sim time factor for dosing and random failures (default 1)
   DEMO_FAILURE_RATE   random equipment failures per hour (default 20: one every ~3 minutes)
+  DEMO_WEIGHING_RATE  random manual weighings per hour for the running MO (default 30: one every ~2 minutes)
   DEMO_EXTRA_MOS      confirmed MOs odoo-sim generates beyond its fixtures (default 40)
   DEMO_SLOTS          PLC command/feedback slots in use (default 1, as in the seed spec)
   DEMO_STATUS_EVERY   seconds between progress lines, 0 = off (default 30)
@@ -92,6 +98,7 @@ class DemoConfig:
     batch_seconds: float
     speed: float
     failure_rate: float
+    weighing_rate: float
     extra_mos: int
     slots: int
     status_every: float
@@ -135,6 +142,7 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> DemoConfig:
     parser.add_argument("--batch-seconds", type=_positive, default=env("DEMO_BATCH_SECONDS", "20"))
     parser.add_argument("--speed", type=_positive, default=env("DEMO_SPEED", "1"))
     parser.add_argument("--failure-rate", type=_non_negative, default=env("DEMO_FAILURE_RATE", "20"))
+    parser.add_argument("--weighing-rate", type=_non_negative, default=env("DEMO_WEIGHING_RATE", "30"))
     parser.add_argument("--extra-mos", type=int, default=env("DEMO_EXTRA_MOS", "40"))
     parser.add_argument("--slots", type=int, default=env("DEMO_SLOTS", "1"))
     parser.add_argument("--status-every", type=_non_negative, default=env("DEMO_STATUS_EVERY", "30"))
@@ -149,6 +157,7 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> DemoConfig:
         batch_seconds=float(args.batch_seconds),
         speed=float(args.speed),
         failure_rate=float(args.failure_rate),
+        weighing_rate=float(args.weighing_rate),
         extra_mos=args.extra_mos,
         slots=args.slots,
         status_every=float(args.status_every),
@@ -720,7 +729,9 @@ def start_supervisor(cfg: DemoConfig, env: dict[str, str], run_dir: Path) -> Sup
             # deploy/supervisord.py maps only the production-relevant sim settings; the demo's compressed
             # time and random failures are plc-sim flags (the last occurrence of a flag wins in argparse).
             extra = ["--node", env["PLC_NODE"], "--batch-seconds", str(cfg.batch_seconds),
-                     "--failure-rate", str(cfg.failure_rate)]  # fmt: skip
+                     "--failure-rate", str(cfg.failure_rate), "--weighing-rate", str(cfg.weighing_rate),
+                     "--weighing-products", DEMO_WEIGHING_PRODUCTS if odoo_seed_available()
+                     else DEMO_WEIGHING_PRODUCTS_SYNTHETIC]  # fmt: skip
             program = dataclasses.replace(program, command=[*program.command, *extra])
         if program.name == "odoo_sim" and not odoo_seed_available():
             # odoo-sim's default seed (a recorded Odoo reply) lives outside the repository, next to it; on a
@@ -805,13 +816,15 @@ def banner(
 MQTT broker          {broker}   (MQTT Explorer: host {parts.hostname}, port {parts.port or 1883}, no TLS,
                      {creds})
   topics             {root}/#   e.g. {root}/gateway/status, {root}/plc/read/1, {root}/plc/write/1,
-                     {root}/plc/failure, {root}/events/batch, {root}/svc/<service>/status, {root}/cmd/#
+                     {root}/plc/failure, {root}/plc/weighing, {root}/events/batch, {root}/events/weighing,
+                     {root}/svc/<service>/status, {root}/cmd/#
 operator console     http://127.0.0.1:{ports.console}/   (kiosk: /?kiosk=1)
 {logins}
 edgectl              {rel(venv_bin / "edgectl")} status      (finds the demo via {cfg.connection_file})
                      {rel(venv_bin / "edgectl")} watch
 PLC simulator        http://127.0.0.1:{ports.plc_control}/state   (FINS/UDP on 127.0.0.1:{ports.plc}; batch
-                     {cfg.batch_seconds:g}s, speed {cfg.speed:g}, ~{cfg.failure_rate:g} failures/hour)
+                     {cfg.batch_seconds:g}s, speed {cfg.speed:g}, ~{cfg.failure_rate:g} failures/hour,
+                     ~{cfg.weighing_rate:g} manual weighings/hour; edgectl weighings)
 Odoo simulator       http://127.0.0.1:{ports.odoo}/_sim/state   (db plant, login admin/admin, {cfg.extra_mos} extra MOs)
 service health       http://127.0.0.1:{ports.health}/healthz .. :{ports.health + 3}  (plc_gateway, mo_planner,
                      odoo_sync, failure_monitor; /metrics on the same ports)

@@ -3,7 +3,17 @@
 
 from __future__ import annotations
 
-COMMANDS: list[str] = ["status", "listing", "arm", "batch_ops", "failure_ops", "watch", "decode", "plc"]
+COMMANDS: list[str] = [
+    "status",
+    "listing",
+    "arm",
+    "batch_ops",
+    "failure_ops",
+    "weighing_ops",
+    "watch",
+    "decode",
+    "plc",
+]
 
 EXIT_OK = 0
 EXIT_DEGRADED = 1

@@ -1,4 +1,4 @@
-"""``edgectl decode {read-slot,write-slot,failure} --words W1,W2,...``: decode raw PLC words with the memory map.
+"""``edgectl decode {read-slot,write-slot,failure,manual-weighing} --words W1,W2,...``: decode raw PLC words with the memory map.
 
 Prints {"valid", "empty", "errors", "fields"} as JSON; exit 0 whether or not the words are valid, 2 when the
 arguments are wrong (not integers, not 16-bit, wrong word count for the area).
@@ -16,11 +16,18 @@ from edgectl.commands import EXIT_OK, EXIT_USAGE
 from shared.plc.memory_map import AreaName, MemoryMapError, load_memory_map
 from shared.plc.snapshot import decode_area
 
-AREAS: dict[str, AreaName] = {"read-slot": "read_slot", "write-slot": "write_slot", "failure": "failure"}
+AREAS: dict[str, AreaName] = {
+    "read-slot": "read_slot",
+    "write-slot": "write_slot",
+    "failure": "failure",
+    "manual-weighing": "manual_weighing",
+}
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("decode", help="decode raw PLC words (a slot or the failure area)")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "decode", help="decode raw PLC words (a slot, the failure or the manual-weighing area)"
+    )
     p.add_argument("area", choices=sorted(AREAS))
     p.add_argument("--slot", type=int, default=1, help="slot number (read-slot/write-slot)")
     p.add_argument("--map", type=Path, default=None, help="memory map YAML (default: the plant's)")
@@ -53,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if len(words) != expected:
         print(f"edgectl decode: {args.area} takes {expected} words, got {len(words)}", file=sys.stderr)
         return EXIT_USAGE
-    slot = 1 if area == "failure" else args.slot
+    slot = 1 if area in ("failure", "manual_weighing") else args.slot
     capacity = mmap.areas[area].slot_capacity
     if not 1 <= slot <= capacity:
         print(f"edgectl decode: slot {slot} outside 1..{capacity}", file=sys.stderr)

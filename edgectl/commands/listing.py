@@ -1,4 +1,5 @@
-"""Read-only listings from PostgreSQL: ``edgectl queue``, ``edgectl history``, ``edgectl failures``."""
+"""Read-only listings from PostgreSQL: ``edgectl queue``, ``edgectl history``, ``edgectl failures``,
+``edgectl weighings``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from edgectl.commands import EXIT_OK
 from edgectl.db import session_factory
 from edgectl.output import table, to_json
 from shared.db.batch_state import HistoryStatus
-from shared.db.models import EquipmentFailure, MoBatch, MoHistory
+from shared.db.models import EquipmentFailure, ManualWeighing, MoBatch, MoHistory
 
 
 def register(sub: Any) -> None:
@@ -30,6 +31,12 @@ def register(sub: Any) -> None:
     f.add_argument("--attention", action="store_true", help="only those parked for a person")
     f.add_argument("--limit", type=_positive, default=50, help="rows to show, newest first (50)")
     _common(f, run_failures)
+
+    w: argparse.ArgumentParser = sub.add_parser("weighings", help="manual weighings stored from the PLC")
+    w.add_argument("--unreported", action="store_true", help="only those not booked in Odoo yet")
+    w.add_argument("--attention", action="store_true", help="only those parked for a person")
+    w.add_argument("--limit", type=_positive, default=50, help="rows to show, newest first (50)")
+    _common(w, run_weighings)
 
 
 def _positive(text: str) -> int:
@@ -124,3 +131,35 @@ def run_failures(args: argparse.Namespace) -> int:
         row["event"] = row["event_id"][:12]  # the full hash is in --json; 12 hex digits tell events apart
     columns = ("event", "equipment_code", "description", "plc_time_local", "reported_at", "attention_reason")
     return _print(args, rows, columns, "no unreported failures" if args.unreported else "no failures stored")
+
+
+def run_weighings(args: argparse.Namespace) -> int:
+    stmt = select(
+        ManualWeighing.id,
+        ManualWeighing.event_id,
+        ManualWeighing.item,
+        ManualWeighing.batch,
+        ManualWeighing.mo_id,
+        ManualWeighing.product_id,
+        ManualWeighing.kg,
+        ManualWeighing.received_at,
+        ManualWeighing.acked_at,
+        ManualWeighing.ack_code,
+        ManualWeighing.odoo_before_kg,
+        ManualWeighing.reported_at,
+        ManualWeighing.applied_kg,
+        ManualWeighing.report_attempts,
+        ManualWeighing.outcome_unknown,
+        ManualWeighing.last_error,
+        ManualWeighing.attention_reason,
+    )
+    if args.unreported:
+        stmt = stmt.where(ManualWeighing.reported_at.is_(None))
+    if args.attention:
+        stmt = stmt.where(ManualWeighing.attention_reason.is_not(None))
+    stmt = stmt.order_by(ManualWeighing.received_at.desc(), ManualWeighing.id.desc()).limit(args.limit)
+    rows = _fetch(args, stmt)
+    for row in rows:
+        row["acked"] = row["acked_at"] is not None
+    columns = ("id", "item", "mo_id", "product_id", "kg", "acked", "reported_at", "applied_kg", "attention_reason")
+    return _print(args, rows, columns, "no unreported weighings" if args.unreported else "no weighings stored")

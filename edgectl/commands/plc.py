@@ -22,7 +22,12 @@ from shared.fins.frames import parse_dm_address
 from shared.plc.memory_map import AreaName, MemoryMap, MemoryMapError, load_memory_map
 from shared.plc.snapshot import decode_area
 
-AREAS: dict[str, AreaName] = {"read-slot": "read_slot", "write-slot": "write_slot", "failure": "failure"}
+AREAS: dict[str, AreaName] = {
+    "read-slot": "read_slot",
+    "write-slot": "write_slot",
+    "failure": "failure",
+    "manual-weighing": "manual_weighing",
+}
 
 
 def _address(text: str) -> int:
@@ -97,7 +102,7 @@ def resolve_read(args: argparse.Namespace) -> str | None:
             return "--count goes with --address; --area reads the whole area"
         area = AREAS[args.area]
         capacity = m.areas[area].slot_capacity
-        slot = 1 if area == "failure" else args.slot
+        slot = 1 if area in ("failure", "manual_weighing") else args.slot
         if not 1 <= slot <= capacity:
             return f"slot {slot} outside 1..{capacity}"
         args.slot, args.address, args.count = slot, m.base_address(area, slot), m.layout_of(area).words

@@ -19,7 +19,7 @@ from edgectl.commands import EXIT_DEGRADED, EXIT_OK, EXIT_UNREACHABLE
 from edgectl.db import session_factory
 from edgectl.errors import Unreachable
 from edgectl.output import to_json, when
-from shared.db.models import EquipmentFailure, MoBatch, MoHistory
+from shared.db.models import EquipmentFailure, ManualWeighing, MoBatch, MoHistory
 from shared.mqtt.client import json_object
 from shared.mqtt.topics import Topics
 
@@ -141,6 +141,14 @@ def database_view(conn: connection.Connection) -> dict[str, Any]:
             .select_from(EquipmentFailure)
             .where(EquipmentFailure.attention_reason.is_not(None))
         )
+        weighings = s.execute(
+            select(
+                func.count(),
+                func.count().filter(ManualWeighing.acked_at.is_(None)),
+                func.count().filter(ManualWeighing.reported_at.is_(None)),
+                func.count().filter(ManualWeighing.attention_reason.is_not(None)),
+            ).select_from(ManualWeighing)
+        ).one()
     return {
         "queue": sum(states.values()),
         "queue_states": dict(sorted(states.items())),
@@ -154,6 +162,12 @@ def database_view(conn: connection.Connection) -> dict[str, Any]:
             "stored": int(stored or 0),
             "unreported": int(unreported or 0),
             "attention": int(failure_attention or 0),
+        },
+        "weighings": {
+            "stored": int(weighings[0]),
+            "unacked": int(weighings[1]),
+            "unreported": int(weighings[2]),
+            "attention": int(weighings[3]),
         },
     }
 
@@ -187,6 +201,10 @@ def run(args: argparse.Namespace) -> int:
     if doc.get("failures", {}).get("attention"):
         problems.append(
             f"{doc['failures']['attention']} failure event(s) Odoo cannot accept (edgectl failures --attention)"
+        )
+    if doc.get("weighings", {}).get("attention"):
+        problems.append(
+            f"{doc['weighings']['attention']} manual weighing(s) need a person (edgectl weighings --attention)"
         )
     doc["problems"] = unreachable + problems
     doc["ok"] = not doc["problems"]
@@ -224,6 +242,11 @@ def human(doc: dict[str, Any]) -> str:
         lines.append(
             f"failures   {f['stored']} stored, {f['unreported']} not yet reported to Odoo, "
             f"{f['attention']} in ATTENTION (edgectl failures --attention)"
+        )
+        w = doc["weighings"]
+        lines.append(
+            f"weighings  {w['stored']} stored, {w['unacked']} not yet acked on the PLC, {w['unreported']} not yet "
+            f"booked in Odoo, {w['attention']} in ATTENTION (edgectl weighings --attention)"
         )
         lines.append(f"attention  {doc['attention']}")
         for item in doc["attention_items"]:

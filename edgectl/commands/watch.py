@@ -40,6 +40,8 @@ def subscriptions(topics: Topics) -> list[str]:
         topics.plc_read("+"),
         topics.plc_write("+"),
         topics.plc_failure,
+        topics.plc_weighing,
+        topics.weighing_events,
         topics.gateway_status,
         topics.svc_status("+"),
     ]
@@ -82,6 +84,10 @@ class Formatter:
             return _write_slot(rel, body)
         if topic == t.plc_failure:
             return _failure(rel, body)
+        if topic == t.plc_weighing:
+            return _weighing_area(rel, body)
+        if topic == t.weighing_events:
+            return _weighing_event(body), None
         if topic == t.gateway_status or rel.startswith("svc/"):
             name = "plc_gateway" if topic == t.gateway_status else rel.split("/")[1]
             state = str(body.get("state", "?"))
@@ -150,6 +156,31 @@ def _failure(rel: str, body: dict[str, Any]) -> tuple[str, Any]:
     f = body.get("fields") or {}
     event = str(body.get("event_id") or "")[:12]
     return f"{rel} {f.get('equipment_code')} {f.get('description')} pending (event {event})", event
+
+
+def _weighing_area(rel: str, body: dict[str, Any]) -> tuple[str, Any]:
+    f = body.get("fields") or {}
+    items = [it for it in (f.get("items") or []) if isinstance(it, dict)]
+    pending = [it for it in items if it.get("pending")]
+    rejected = [it for it in items if not it.get("valid")]
+    parts = [f"{rel} {f.get('mo_id') or '-'}"]
+    parts += [
+        f"item {it.get('item')} {it.get('product_id')} {float(it.get('kg') or 0):.2f} kg pending" for it in pending
+    ]
+    parts += [f"item {it.get('item')} REJECTED {'; '.join(map(str, it.get('errors') or []))}" for it in rejected]
+    if len(parts) == 1:
+        parts.append("nothing pending")
+    if not items and body.get("errors"):
+        parts.append("INVALID " + "; ".join(str(e) for e in body["errors"][:2]))
+    return f"{parts[0]} {', '.join(parts[1:])}", tuple(parts)
+
+
+def _weighing_event(body: dict[str, Any]) -> str:
+    parts = [f"weighing {body.get('weighing_id')}", str(body.get("event", "?"))]
+    for key in ("item", "mo_id", "product_id", "kg", "applied_kg", "code", "reason"):
+        if body.get(key) not in (None, ""):
+            parts.append(f"{key}={_value(body[key])}")
+    return " ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
 """failure_monitor: PLC failure events -> equipment_failure (idempotent by event_id) -> ack_failure -> Odoo.
+Also the manual-weighing flow (weighing.py): PLC items -> manual_weighing -> ack_weighing -> Odoo.
 
 The PLC's memory is the buffer: the event is acknowledged only after its row is committed, so a crash
 anywhere re-delivers it, and the unique event_id makes storing it twice harmless. Odoo reports are not
@@ -35,6 +36,7 @@ from shared.odoo.errors import OdooBusinessError, OdooError, OdooTransportError
 
 from .events import event_from_snapshot
 from .settings import FailureSettings
+from .weighing import REQUEST_PREFIX, WeighingFlow
 
 log = logging.getLogger("failure_monitor")
 SERVICE = "failure_monitor"
@@ -67,8 +69,21 @@ class FailureMonitor:
             client_id=settings.client_id(SERVICE),
             status_topic=self.topics.svc_status(SERVICE),
             source=SERVICE,
-            subscriptions=[(self.topics.plc_failure, 1), (self.reply_topic, 1), (self.topics.failure_events, 1)],
-            birth={"version": __version__, "timezone": settings.plant_timezone},
+            subscriptions=[
+                (self.topics.plc_failure, 1),
+                (self.reply_topic, 1),
+                (self.topics.failure_events, 1),
+                (self.topics.plc_weighing, 1),
+                (self.topics.weighing_events, 1),
+            ],
+            birth={
+                "version": __version__,
+                "timezone": settings.plant_timezone,
+                "weighing_items": settings.weighing_items,
+            },
+        )
+        self.weighing = WeighingFlow(
+            settings, odoo, self.db, self.link, self.topics, self.reply_topic, self.metrics.registry
         )
         self.last_loop = time.monotonic()
         self.db_ok = True
@@ -86,6 +101,10 @@ class FailureMonitor:
         health = start_health_server(self.s.health_port, self.metrics.registry, self.health, self.s.health_host)
         reporter = threading.Thread(target=self._report_loop, args=(stop,), name="reporter", daemon=True)
         reporter.start()
+        weighing_reporter = threading.Thread(
+            target=self.weighing.report_loop, args=(stop,), name="weighing-reporter", daemon=True
+        )
+        weighing_reporter.start()
         self.link.start()
         log.info("failure_monitor started", extra={"timezone": self.s.plant_timezone})
         try:
@@ -98,6 +117,7 @@ class FailureMonitor:
                     if msg is not None:
                         self.on_message(msg)
                     self._resend_overdue()
+                    self.weighing.resend_overdue()
                     self.db_ok = True
                 except OperationalError as exc:
                     self.db_ok = False  # not stored = not acked; the PLC keeps the event and it comes again
@@ -106,7 +126,9 @@ class FailureMonitor:
                 self.last_loop = time.monotonic()
         finally:
             self.report_wake.set()
+            self.weighing.report_wake.set()
             reporter.join(5)
+            weighing_reporter.join(5)
             self.link.stop()
             if health:
                 health.stop()
@@ -120,7 +142,16 @@ class FailureMonitor:
         if body is None:
             return
         if msg.topic == self.reply_topic:
-            self.on_reply(body)
+            if str(body.get("request_id", "")).startswith(REQUEST_PREFIX):
+                self.weighing.on_reply(body)
+            else:
+                self.on_reply(body)
+            return
+        if msg.topic == self.topics.plc_weighing:
+            self.weighing.on_snapshot(body)
+            return
+        if msg.topic == self.topics.weighing_events:
+            self.weighing.on_event(body)
             return
         if msg.topic == self.topics.failure_events:
             if body.get("event") == "retry":  # an operator handed a parked event back: report it now

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.db.session import DatabaseSettings
 from shared.odoo.settings import OdooSettings
 from shared.plant_clock import PlantClockSettings
 from shared.service import ServiceSettings
+
+from .weighing_rules import parse_item_selection
 
 
 class FailureSettings(ServiceSettings, DatabaseSettings, OdooSettings, PlantClockSettings):
@@ -15,3 +17,16 @@ class FailureSettings(ServiceSettings, DatabaseSettings, OdooSettings, PlantCloc
     report_retry_max_s: float = Field(default=300.0, gt=0)
     report_sweep_s: float = Field(default=30.0, gt=0)
     command_timeout_s: float = Field(default=10.0, gt=0)
+    # Manual weighing (issue 14): which items to take, and the scale's scada.equipment code in Odoo.
+    weighing_items: str = Field(default="ALL", description="ALL or a comma list of MANUAL01..MANUAL10")
+    weighing_equipment_code: str = Field(default="WEIGH_SCALE_01", min_length=1, max_length=64)
+
+    @field_validator("weighing_items")
+    @classmethod
+    def _items(cls, v: str) -> str:
+        parse_item_selection(v)  # a clear error at start-up, naming the bad entry
+        return v
+
+    @property
+    def weighing_item_set(self) -> frozenset[int]:
+        return parse_item_selection(self.weighing_items)

@@ -21,6 +21,7 @@ from shared.mqtt.client import Message, MqttLink
 from shared.mqtt.payloads import (
     AckFailure,
     AckSlot,
+    AckWeighing,
     Arm,
     CommandBase,
     PayloadError,
@@ -48,6 +49,18 @@ SERVICE = "plc_gateway"
 MAX_BACKOFF_S = 2.0
 # Replies not cached by request id: a resend of the same request runs again (see handle()).
 RUN_AGAIN_CODES = frozenset({"plc_unreachable", "plc_error"})
+
+
+# The gateway's one command table: each command's payload model and its handshake. GATEWAY_COMMANDS (the
+# topics subscribed, the ACL's senders) must name exactly these; a unit test holds them together.
+COMMANDS: dict[str, tuple[type[CommandBase], Callable[[PlcIO, MemoryMap, Any], Awaitable[Reply]]]] = {
+    "write_batch": (WriteBatch, handshake.write_batch),
+    "ack_slot": (AckSlot, handshake.ack_slot),
+    "ack_failure": (AckFailure, handshake.ack_failure),
+    "ack_weighing": (AckWeighing, handshake.ack_weighing),
+    "arm": (Arm, handshake.arm),
+    "read_area": (ReadArea, handshake.read_area),
+}
 
 
 def load_map(settings: GatewaySettings) -> MemoryMap:
@@ -285,24 +298,11 @@ class Gateway:
         self._reply(name, cmd.request_id, reply_to, reply, cache=cache, args=command_args(cmd))
 
     async def _execute(self, name: str, cmd: CommandBase) -> Reply:
-        runners: dict[str, Callable[[PlcIO, MemoryMap, Any], Awaitable[Reply]]] = {
-            "write_batch": handshake.write_batch,
-            "ack_slot": handshake.ack_slot,
-            "ack_failure": handshake.ack_failure,
-            "arm": handshake.arm,
-            "read_area": handshake.read_area,
-        }
-        expected = {
-            "write_batch": WriteBatch,
-            "ack_slot": AckSlot,
-            "ack_failure": AckFailure,
-            "arm": Arm,
-            "read_area": ReadArea,
-        }[name]
-        assert isinstance(cmd, expected)
+        model, runner = COMMANDS[name]
+        assert isinstance(cmd, model)
         try:
             async with self.turns.command():  # the poll and diagnostics wait while this command runs
-                return await runners[name](self.fins, self.map, cmd)
+                return await runner(self.fins, self.map, cmd)
         except WriteNotAllowed as exc:
             log.error("write outside the memory map refused", extra={"error": str(exc)})
             return Reply(False, "not_allowed", str(exc))

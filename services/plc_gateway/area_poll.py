@@ -55,13 +55,16 @@ def polled_slots(m: MemoryMap, area: AreaName) -> range:
 
 
 def area_topic(topics: Topics, m: MemoryMap, area: AreaName, slot: int) -> str:
-    """Where a block's snapshot is published: plc/read/N, plc/write/N, plc/failure, else plc/<area>[/N]."""
+    """Where a block's snapshot is published: plc/read/N, plc/write/N, plc/failure, plc/weighing, else
+    plc/<area>[/N]."""
     if area == "read_slot":
         return topics.plc_read(slot)
     if area == "write_slot":
         return topics.plc_write(slot)
     if area == "failure":
         return topics.plc_failure
+    if area == "manual_weighing":
+        return topics.plc_weighing
     base = f"{topics.root}/plc/{area}"
     return f"{base}/{slot}" if m.areas[area].slot_capacity > 1 else base
 

@@ -6,12 +6,12 @@ memory map allows, and returns a Reply; PLC I/O errors propagate to the caller, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from shared.fins.errors import FinsTimeout
-from shared.mqtt.payloads import AckFailure, AckSlot, Arm, ReadArea, WriteBatch
+from shared.mqtt.payloads import AckFailure, AckSlot, AckWeighing, Arm, ReadArea, WriteBatch
 from shared.plc.codecs import CodecError
 from shared.plc.fingerprint import result_fingerprint
 from shared.plc.memory_map import AreaName, MemoryMap
@@ -60,18 +60,38 @@ async def set_flag(io: PlcIO, m: MemoryMap, before: Snapshot, label: str) -> Rep
     lost reply leads to a read: flag 1, or a valid non-empty area with other content (the PLC took the flag and
     moved on), is success; the verified content with flag 0 means the write did not land and may be sent
     again; anything else (an area emptied or garbled by a reboot) proves nothing and is a mismatch."""
-    address = m.flag_address(before.area, before.slot)
+
+    async def reread() -> tuple[FlagState, str]:
+        after = await read_snapshot(io, m, before.area, before.slot)
+        if after.flag == 1 or _moved_on(m, before, after):
+            return "taken", "1"
+        if _still_pending(m, before, after):
+            return "pending", "0"
+        return "changed", str(after.flag) if after.flag is not None else "invalid data"
+
+    return await write_flag_verified(io, m, m.flag_address(before.area, before.slot), label, reread)
+
+
+FlagState = Literal["taken", "pending", "changed"]
+
+
+async def write_flag_verified(
+    io: PlcIO, m: MemoryMap, address: int, label: str, reread: Callable[[], Awaitable[tuple[FlagState, str]]]
+) -> Reply | None:
+    """The flag-write rule shared by every handshake flag: write 1 once, then decide on a fresh read
+    (`reread`: taken = the PLC has it or moved on; pending = verified content still there with flag 0, so the
+    write did not land; changed = proves nothing). A second write follows only a timeout AND a read that
+    shows the write did not land."""
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             await guarded_write(io, m, address, [1])
             timed_out = False
         except FinsTimeout:
             timed_out = True
-        after = await read_snapshot(io, m, before.area, before.slot)
-        if after.flag == 1 or _moved_on(m, before, after):
+        state, shown = await reread()
+        if state == "taken":
             return None
-        if not _still_pending(m, before, after):
-            shown = after.flag if after.flag is not None else "invalid data"
+        if state == "changed":
             return Reply(False, "mismatch", f"{label} reads {shown} after writing 1; the area changed")
         if not timed_out:
             return Reply(False, "mismatch", f"{label} reads 0 after writing 1")
@@ -214,6 +234,64 @@ async def ack_failure(io: PlcIO, m: MemoryMap, cmd: AckFailure) -> Reply:
     return Reply(True, "acked", f"failure {cmd.event_id} acknowledged (F=1)")
 
 
+def _weighing_item(m: MemoryMap, snap: Snapshot, item: int) -> dict[str, Any] | None:
+    items = snap.fields.get("items")
+    return items[item - 1] if isinstance(items, list) and 1 <= item <= len(items) else None
+
+
+def _item_content(m: MemoryMap, words: Sequence[int], item: int) -> tuple[int, ...]:
+    """The header and the item's words without its flag: what the stored weighing was read from."""
+    group = m.layout_of("manual_weighing").item_group
+    at = group.item_offset(item)
+    flag_at = at + group.flag_offset
+    return tuple(words[: group.offset]) + tuple(
+        w for i, w in enumerate(words[at : at + group.stride], at) if i != flag_at
+    )
+
+
+async def ack_weighing(io: PlcIO, m: MemoryMap, cmd: AckWeighing) -> Reply:
+    """Flag = 1 on one manual-weighing item, only while it holds the stored weighing `event_id` with flag 0;
+    the same never-blind rule as every other flag (write_flag_verified)."""
+    if "manual_weighing" not in m.areas:
+        return Reply(False, "not_mapped", "the memory map has no manual_weighing area")
+    count = m.layout_of("manual_weighing").item_group.count
+    if not 1 <= cmd.item <= count:
+        return Reply(False, "invalid_payload", f"item {cmd.item} is outside 1..{count}")
+    snap = await read_snapshot(io, m, "manual_weighing")
+    held = _weighing_item(m, snap, cmd.item)
+    label = f"weighing item {cmd.item} flag"
+    if held is None or not held["valid"] or held["empty"]:
+        why = "; ".join(held["errors"][:3]) if held and held["errors"] else "it is empty"
+        return Reply(False, "mismatch", f"weighing item {cmd.item} holds no valid weighing: {why}")
+    if held["event_id"] != cmd.event_id:
+        return Reply(False, "mismatch", f"weighing item {cmd.item} holds {held['event_id']}, not {cmd.event_id}")
+    if held["status_manual_weigh_read"] == 1:
+        return Reply(True, "already_acked", f"weighing {cmd.event_id} in item {cmd.item} was already acknowledged")
+    content = _item_content(m, snap.words, cmd.item)
+    header = m.layout_of("manual_weighing").item_group.offset
+
+    async def reread() -> tuple[FlagState, str]:
+        after = await read_snapshot(io, m, "manual_weighing")
+        item = _weighing_item(m, after, cmd.item)
+        if item is None:
+            return "changed", "invalid data"
+        if item["status_manual_weigh_read"] == 1:
+            return "taken", "1"
+        same = _item_content(m, after.words, cmd.item) == content
+        own_changed = _item_content(m, after.words, cmd.item)[header:] != content[header:]
+        if item["valid"] and not item["empty"] and own_changed:
+            # The PLC took our 1 and posted its next weighing in this item. A changed header alone proves
+            # nothing: the header is shared by all ten items.
+            return "taken", "0"
+        if item["valid"] and same and item["status_manual_weigh_read"] == 0:
+            return "pending", "0"
+        return "changed", str(item["status_manual_weigh_read"]) if item["valid"] else "invalid data"
+
+    if failed := await write_flag_verified(io, m, m.item_flag_address("manual_weighing", cmd.item), label, reread):
+        return failed
+    return Reply(True, "acked", f"weighing {cmd.event_id} in item {cmd.item} acknowledged (flag=1)")
+
+
 async def arm(io: PlcIO, m: MemoryMap, cmd: Arm) -> Reply:
     if bad := _slot_check(m, cmd.slot):
         return bad
@@ -234,7 +312,9 @@ async def arm(io: PlcIO, m: MemoryMap, cmd: Arm) -> Reply:
 
 
 async def read_area(io: PlcIO, m: MemoryMap, cmd: ReadArea) -> Reply:
-    if cmd.area != "failure" and (bad := _slot_check(m, cmd.slot)):
+    if cmd.area not in m.areas:
+        return Reply(False, "not_mapped", f"the memory map has no {cmd.area} area")
+    if cmd.area in ("read_slot", "write_slot") and (bad := _slot_check(m, cmd.slot)):
         return bad
     snap = await read_snapshot(io, m, cmd.area, cmd.slot)
     return Reply(True, "read", f"{cmd.area} {cmd.slot} read", snapshot_body(snap))

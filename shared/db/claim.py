@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Integer, cast, func, inspect, or_, select, text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from shared.db.batch_state import BatchState
-from shared.db.models import Base, EquipmentFailure, MoBatch
+from shared.db.models import Base, EquipmentFailure, ManualWeighing, MoBatch
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Base)
@@ -35,6 +35,7 @@ M = TypeVar("M", bound=Base)
 # Advisory-lock namespaces (first key of pg_try_advisory_xact_lock(int, int)); one per kind of worker row.
 BATCH_WORK_KEY = 16_001
 FAILURE_REPORT_KEY = 16_002
+WEIGHING_REPORT_KEY = 16_003
 _LOCK_NOT_AVAILABLE = "55P03"
 _INT4 = 2**31 - 1
 
@@ -154,4 +155,36 @@ def claim_failures(session: Session, *, limit: int = 1, due_only: bool = True) -
         criteria.append(due(EquipmentFailure.next_attempt_at))
     return claim_for_worker(
         session, EquipmentFailure, *criteria, key=FAILURE_REPORT_KEY, order_by=(EquipmentFailure.id,), limit=limit
+    )
+
+
+def claim_weighings(session: Session, *, limit: int = 1, due_only: bool = True) -> list[ManualWeighing]:
+    """Claim acknowledged manual weighings not yet reported to Odoo, oldest first (`claim_for_worker`).
+    A weighing is reported only after its PLC item was acknowledged; parked ones wait for an operator.
+
+    One post at a time per MO and product: while another weighing of the same MO and product has a post of
+    unknown outcome, none is posted, because that post is decided by comparing the product's consumption with
+    the value read before it, and any other post in between would make the comparison meaningless."""
+    other = aliased(ManualWeighing)
+    unresolved = (
+        select(other.id)
+        .where(
+            other.mo_id == ManualWeighing.mo_id,
+            other.product_id == ManualWeighing.product_id,
+            other.id != ManualWeighing.id,
+            other.outcome_unknown.is_(True),
+            other.reported_at.is_(None),
+        )
+        .exists()
+    )
+    criteria: list[ColumnElement[bool]] = [
+        ManualWeighing.reported_at.is_(None),
+        ManualWeighing.acked_at.is_not(None),
+        ManualWeighing.attention_reason.is_(None),
+        ~unresolved,
+    ]
+    if due_only:
+        criteria.append(due(ManualWeighing.next_attempt_at))
+    return claim_for_worker(
+        session, ManualWeighing, *criteria, key=WEIGHING_REPORT_KEY, order_by=(ManualWeighing.id,), limit=limit
     )

@@ -193,6 +193,56 @@ class EquipmentFailure(Base):
     )
 
 
+class ManualWeighing(Base):
+    """Hand-weighed additives from the PLC's manual-weighing area (D9000-D9048), stored before the item is
+    acknowledged, then reported to Odoo's material-consumption exactly once.
+
+    Identity: the PLC has no weighing number, so `event_id` is the gateway's content id (item, header, product,
+    kg). A stored row that is not yet acknowledged and has the same event_id is the same weighing (re-delivered
+    snapshot); once acknowledged, the same content again is a new weighing (the operator weighed the same
+    again). The partial unique index makes that rule the database's: at most one unacknowledged row per id."""
+
+    __tablename__ = "manual_weighing"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    item: Mapped[int] = mapped_column(Integer)  # 1..10
+    batch: Mapped[int] = mapped_column(Integer)  # the header's batch word
+    mo_id: Mapped[str] = mapped_column(String(64))  # the header's MO name
+    product_id: Mapped[int] = mapped_column(Integer)  # Odoo product.product id
+    kg: Mapped[Decimal] = mapped_column(Kg)
+    received_at: Mapped[dt.datetime] = mapped_column(TS, server_default=func.now())
+    acked_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    ack_code: Mapped[str | None] = mapped_column(String(32))  # acked, already_acked, seen_on_plc, gone_from_plc
+    # The MO's consumption of the product in Odoo, read before the first post: decides an unknown outcome.
+    odoo_before_kg: Mapped[Decimal | None] = mapped_column(Kg)
+    reported_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    applied_kg: Mapped[Decimal | None] = mapped_column(Kg)  # what Odoo booked (may be less than kg)
+    report_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    outcome_unknown: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    attention_reason: Mapped[str | None] = mapped_column(Text)
+    attention_at: Mapped[dt.datetime | None] = mapped_column(TS)
+
+    __table_args__ = (
+        Index(
+            "uq_manual_weighing_unacked_event_id",
+            "event_id",
+            unique=True,
+            postgresql_where=text("acked_at IS NULL"),
+        ),
+        Index("ix_manual_weighing_unreported", "next_attempt_at", postgresql_where=text("reported_at IS NULL")),
+        Index("ix_manual_weighing_mo_id", "mo_id"),
+        CheckConstraint("kg > 0", name="kg_positive"),
+        CheckConstraint("item >= 1", name="item"),
+        CheckConstraint("product_id > 0", name="product_id"),
+        CheckConstraint("report_attempts >= 0", name="report_attempts"),
+        CheckConstraint("reported_at IS NULL OR applied_kg IS NOT NULL", name="reported_has_applied"),
+        CheckConstraint("reported_at IS NULL OR acked_at IS NOT NULL", name="reported_after_ack"),
+        CheckConstraint("(attention_reason IS NULL) = (attention_at IS NULL)", name="attention_has_time"),
+    )
+
+
 class AuditEvent(Base):
     """One row per state transition and operator action (logs go to stdout, not here)."""
 

@@ -136,12 +136,19 @@ class AckFailure(CommandBase):
     event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
 
 
+class AckWeighing(CommandBase):
+    """Set the flag of one manual-weighing item, only while it holds the stored weighing `event_id`."""
+
+    item: Annotated[int, Field(ge=1, le=99)]
+    event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+
+
 class Arm(CommandBase):
     slot: Annotated[int, Field(ge=1, le=99)]
 
 
 class ReadArea(CommandBase):
-    area: Literal["read_slot", "write_slot", "failure"]
+    area: Literal["read_slot", "write_slot", "failure", "manual_weighing"]
     slot: Annotated[int, Field(ge=1, le=99)] = 1
 
 
@@ -149,6 +156,7 @@ COMMAND_MODELS: dict[str, type[CommandBase]] = {
     "write_batch": WriteBatch,
     "ack_slot": AckSlot,
     "ack_failure": AckFailure,
+    "ack_weighing": AckWeighing,
     "arm": Arm,
     "read_area": ReadArea,
 }

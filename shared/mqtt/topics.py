@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GATEWAY_COMMANDS = ("write_batch", "ack_slot", "ack_failure", "arm", "read_area")
+GATEWAY_COMMANDS = ("write_batch", "ack_slot", "ack_failure", "ack_weighing", "arm", "read_area")
 # Who may send each gateway command: the broker's ACL lets only these users publish it, and the gateway
 # answers only on the sender's own reply prefix (`{root}/reply/{sender}`), which only that user may read. A
 # reply can therefore never be steered onto another sender's topic (e.g. a read_area reply onto the planner's).
@@ -12,6 +12,8 @@ COMMAND_SENDERS: dict[str, tuple[str, ...]] = {
     "write_batch": ("mo_planner",),
     "ack_slot": ("mo_planner",),
     "ack_failure": ("failure_monitor",),
+    # Manual weighing lives in failure_monitor (docs/architecture.md): it owns the rows it acknowledges.
+    "ack_weighing": ("failure_monitor",),
     "arm": ("edgectl", "console"),
     "read_area": ("edgectl",),
 }
@@ -47,6 +49,11 @@ class Topics:
     def plc_failure(self) -> str:
         return f"{self.root}/plc/failure"
 
+    @property
+    def plc_weighing(self) -> str:
+        """The manual-weighing area (D9000-D9048): header, ten items, each pending one with its event_id."""
+        return f"{self.root}/plc/weighing"
+
     def cmd(self, name: str) -> str:
         return f"{self.root}/cmd/{name}"
 
@@ -79,6 +86,10 @@ class Topics:
     def gateway_events(self) -> str:
         """PLC alarms the gateway raises and clears (mode, clock): services/plc_gateway/diagnostics.py."""
         return f"{self.root}/events/gateway"
+
+    @property
+    def weighing_events(self) -> str:
+        return f"{self.root}/events/weighing"
 
     def slot_of(self, topic: str) -> int | None:
         """Slot number of a plc/read/N or plc/write/N topic, else None."""

@@ -37,7 +37,7 @@ from shared.odoo.errors import (
     OdooSessionExpired,
     OdooTransportError,
 )
-from shared.odoo.mapping import consumption_payload
+from shared.odoo.mapping import consumption_payload, material_consumption_payload
 from shared.odoo.models import (
     CancelOutcome,
     CancelReply,
@@ -46,6 +46,7 @@ from shared.odoo.models import (
     FailureRecord,
     MarkDoneOutcome,
     MarkDoneReply,
+    MaterialConsumptionReply,
     Mo,
     MoDetailReply,
     MoListReply,
@@ -418,6 +419,26 @@ class OdooClient:
             raise OdooBusinessError(exc.message, endpoint=path, mo=self._reread(mo_id)) from None
         reply = _parse(CancelReply, result, path)
         return CancelOutcome(mo_id=reply.mo_id, state=reply.mo_state, already_cancelled="already" in reply.message)
+
+    # ------------------------------------------------------------------ manual weighing (O4.9)
+
+    def add_material_consumption(
+        self, *, equipment_code: str, product_id: int, quantity: float, mo_id: str, timestamp: datetime
+    ) -> MaterialConsumptionReply:
+        """POST ``/api/scada/material-consumption`` in add mode. NOT idempotent: a replay double-counts.
+
+        Never replayed, not even after a session renewal (OdooSessionExpired reaches the caller: the call was
+        refused before it ran). On a transport error the outcome is unknown: read ``mo_detail`` and compare with
+        the consumption read before the first post. Check ``applied_qty``: it can be less than ``quantity``."""
+        path = "/api/scada/material-consumption"
+        params = material_consumption_payload(
+            equipment_code=equipment_code,
+            product_id=product_id,
+            quantity=quantity,
+            mo_id=mo_id,
+            timestamp=format_odoo_datetime(timestamp),
+        )
+        return _parse(MaterialConsumptionReply, self._call("POST", path, params, idempotent=False), path)
 
     # ------------------------------------------------------------------ equipment failures (O4.10)
 

@@ -166,3 +166,29 @@ def consumption_payload(mo_id: str, finished_qty: float | None, actuals: Mapping
         if qty > 0:
             payload[code] = qty
     return payload
+
+
+def material_consumption_payload(
+    *, equipment_code: str, product_id: int, quantity: float, mo_id: str, timestamp: str
+) -> dict[str, object]:
+    """Body of ``material-consumption`` (docs/odoo-api.md O4.9) for one hand weighing. ``update_mode`` is spelled out: Odoo's
+    default is ``add`` too, but the exactly-once logic depends on it (a replayed add double-counts, so a retry
+    after an unknown outcome reads mo-detail first). ``timestamp`` is naive UTC text (an offset is refused by
+    Odoo, and a local time is "in the future")."""
+    if not equipment_code:
+        raise ValueError("equipment_code is required")
+    if product_id <= 0:
+        raise ValueError(f"product_id {product_id} must be > 0")
+    _check_number("quantity", quantity)
+    if quantity <= 0:
+        raise ValueError(f"quantity {quantity} must be > 0")
+    if not mo_id:
+        raise ValueError("mo_id is required")
+    return {
+        "equipment_id": equipment_code,
+        "product_id": product_id,
+        "quantity": round(quantity, 2),
+        "mo_id": mo_id,
+        "timestamp": timestamp,
+        "update_mode": "add",
+    }

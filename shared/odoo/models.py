@@ -191,6 +191,20 @@ class CancelOutcome(OdooModel):
     already_cancelled: bool
 
 
+class MaterialConsumptionReply(OdooModel):
+    """``material-consumption`` result (docs/odoo-api.md O4.9). ``applied_qty`` may be less than the quantity sent: in add mode
+    each open move takes at most what it still needs and the rest after the last move is dropped."""
+
+    status: Literal["success"]
+    message: str
+    mo_id: str
+    mo_state: MoState
+    applied_qty: float
+    move_ids: list[int]
+    update_mode: str
+    can_update_again: bool = True
+
+
 class FailureRecord(OdooModel):
     """A ``scada.equipment.failure`` record (O4.10). ``date`` is naive UTC."""
 

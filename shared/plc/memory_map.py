@@ -71,8 +71,13 @@ class FieldSpec(_Frozen):
         return self.offset + self.size
 
 
-class Layout(_Frozen):
-    words: int = Field(ge=1, le=999)
+class ItemGroup(_Frozen):
+    """Repeated items inside one layout (the manual-weighing area: ten items after a shared header), each
+    with its own handshake flag. Field offsets are relative to the item's first word."""
+
+    offset: int = Field(ge=0)
+    stride: int = Field(ge=1)
+    count: int = Field(ge=1, le=99)
     flag: str
     fields: tuple[FieldSpec, ...]
 
@@ -86,6 +91,42 @@ class Layout(_Frozen):
     def flag_offset(self) -> int:
         return self.field(self.flag).offset
 
+    def item_offset(self, item: int) -> int:
+        """Offset of item `item` (1-based) inside the layout."""
+        if not 1 <= item <= self.count:
+            raise MemoryMapError(f"item {item} outside 1..{self.count}")
+        return self.offset + self.stride * (item - 1)
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.stride * self.count
+
+
+class Layout(_Frozen):
+    words: int = Field(ge=1, le=999)
+    # One handshake flag for the whole layout, or (with `items`) one per item and none here.
+    flag: str | None = None
+    fields: tuple[FieldSpec, ...]
+    items: ItemGroup | None = None
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def flag_offset(self) -> int:
+        if self.flag is None:
+            raise MemoryMapError("this layout has one flag per item, not one flag")
+        return self.field(self.flag).offset
+
+    @property
+    def item_group(self) -> ItemGroup:
+        if self.items is None:
+            raise MemoryMapError("this layout has no items")
+        return self.items
+
 
 class Area(_Frozen):
     memory: Literal["DM"]
@@ -93,10 +134,10 @@ class Area(_Frozen):
     stride: int = 0
     slot_capacity: int = Field(default=1, ge=1, le=99)
     layout: str
-    gateway_writes: Literal["block", "flag", "none"]
+    gateway_writes: Literal["block", "flag", "item_flags", "none"]
 
 
-AreaName = Literal["read_slot", "write_slot", "failure"]
+AreaName = Literal["read_slot", "write_slot", "failure", "manual_weighing"]
 
 
 class MemoryMap(_Frozen):
@@ -124,9 +165,18 @@ class MemoryMap(_Frozen):
         for aname, area in self.areas.items():
             if area.layout not in self.layouts:
                 raise ValueError(f"areas.{aname}: unknown layout {area.layout!r}")
-            size = self.layouts[area.layout].words
+            layout = self.layouts[area.layout]
+            size = layout.words
             if area.slot_capacity > 1 and area.stride < size:
                 raise ValueError(f"areas.{aname}: stride {area.stride} is smaller than the layout ({size} words)")
+            if (area.gateway_writes == "item_flags") != (layout.items is not None):
+                raise ValueError(
+                    f"areas.{aname}: gateway_writes item_flags goes with a layout that has items, and only with it"
+                )
+        if "manual_weighing" in self.areas:
+            _check_weighing_layout(
+                self.areas["manual_weighing"], self.layouts[self.areas["manual_weighing"].layout]
+            )
         slot_areas: tuple[AreaName, ...] = ("read_slot", "write_slot")
         for name in slot_areas:
             if self.active_slots > self.areas[name].slot_capacity:
@@ -151,6 +201,11 @@ class MemoryMap(_Frozen):
     def flag_address(self, area: AreaName, slot: int = 1) -> int:
         return self.base_address(area, slot) + self.layout_of(area).flag_offset
 
+    def item_flag_address(self, area: AreaName, item: int) -> int:
+        """The flag word of item `item` (1-based) of an area whose layout has items."""
+        group = self.layout_of(area).item_group
+        return self.base_address(area) + group.item_offset(item) + group.flag_offset
+
     @cached_property
     def equipment_codes(self) -> tuple[str, ...]:
         return tuple(e.code for e in self.equipment)
@@ -170,6 +225,10 @@ class MemoryMap(_Frozen):
                     ranges.append((base, layout.words))
                 elif area.gateway_writes == "flag":
                     ranges.append((base + layout.flag_offset, 1))
+                elif area.gateway_writes == "item_flags":
+                    group = layout.item_group
+                    for item in range(1, group.count + 1):
+                        ranges.append((base + group.item_offset(item) + group.flag_offset, 1))
         return ranges
 
     def largest_write_words(self) -> int:
@@ -197,11 +256,16 @@ def _check_layout(lname: str, layout: Layout, equipment_codes: list[str]) -> Non
             occupied[w] = f.name
         if f.equipment is not None and f.equipment not in equipment_codes:
             raise ValueError(f"{where}.{f.name}: unknown equipment {f.equipment!r}")
-    if layout.flag not in names:
-        raise ValueError(f"{where}: flag field {layout.flag!r} is not defined")
-    flag = layout.field(layout.flag)
-    if flag.codec != "flag" or flag.size != 1:
-        raise ValueError(f"{where}.{flag.name}: a handshake flag must be a single `flag` word")
+    if layout.items is not None:
+        _check_items(where, layout, occupied)
+    elif layout.flag is None:
+        raise ValueError(f"{where}: a layout without items needs a `flag`")
+    else:
+        if layout.flag not in names:
+            raise ValueError(f"{where}: flag field {layout.flag!r} is not defined")
+        flag = layout.field(layout.flag)
+        if flag.codec != "flag" or flag.size != 1:
+            raise ValueError(f"{where}.{flag.name}: a handshake flag must be a single `flag` word")
     parts = [(f.equipment, f.part) for f in layout.fields if f.equipment]
     if parts:
         for code in equipment_codes:
@@ -209,6 +273,61 @@ def _check_layout(lname: str, layout: Layout, equipment_codes: list[str]) -> Non
                 n = parts.count((code, part))
                 if n != 1:
                     raise ValueError(f"{where}: equipment {code} needs exactly one `{part}` field, has {n}")
+
+
+# The fields the manual-weighing decoder reads by name, with their codecs (the rest of the layout is free).
+WEIGHING_HEADER = {"batch": "uint16", "mo_id": "ascii"}
+WEIGHING_ITEM = {"product_id": "uint16", "kg": "kg_x100"}
+
+
+def _check_weighing_layout(area: Area, layout: Layout) -> None:
+    where = "areas.manual_weighing"
+    if area.slot_capacity != 1:
+        raise ValueError(f"{where}: one area (its items are the slots), slot_capacity 1")
+    if layout.items is None:
+        raise ValueError(f"{where}: its layout needs `items`")
+    for fields, wanted, label in (
+        (layout.fields, WEIGHING_HEADER, "header"),
+        (layout.items.fields, WEIGHING_ITEM, "item"),
+    ):
+        codecs = {f.name: f.codec for f in fields}
+        for name, codec in wanted.items():
+            if codecs.get(name) != codec:
+                raise ValueError(f"{where}: the {label} needs a field {name!r} with codec {codec}")
+
+
+def _check_items(where: str, layout: Layout, header: dict[int, str]) -> None:
+    group = layout.item_group
+    if layout.flag is not None:
+        raise ValueError(f"{where}: a layout with items has one flag per item (items.flag), not `flag`")
+    if group.end > layout.words:
+        raise ValueError(
+            f"{where}.items: {group.count} items of {group.stride} words from +{group.offset} "
+            f"end at +{group.end - 1}, outside the {layout.words}-word layout"
+        )
+    for w in range(group.offset, group.end):
+        if w in header:
+            raise ValueError(f"{where}.items: item words overlap the header field {header[w]} at +{w}")
+    names = [f.name for f in group.fields]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}.items: duplicate field names")
+    occupied: dict[int, str] = {}
+    for f in group.fields:
+        if f.equipment is not None:
+            raise ValueError(f"{where}.items.{f.name}: item fields carry no equipment")
+        if f.end > group.stride:
+            raise ValueError(
+                f"{where}.items.{f.name}: words {f.offset}..{f.end - 1} outside the {group.stride}-word item"
+            )
+        for w in range(f.offset, f.end):
+            if w in occupied:
+                raise ValueError(f"{where}.items.{f.name}: overlaps {occupied[w]} at +{w}")
+            occupied[w] = f.name
+    if group.flag not in names:
+        raise ValueError(f"{where}.items: flag field {group.flag!r} is not defined")
+    flag = group.field(group.flag)
+    if flag.codec != "flag" or flag.size != 1:
+        raise ValueError(f"{where}.items.{flag.name}: a handshake flag must be a single `flag` word")
 
 
 def _check_no_area_overlap(m: MemoryMap) -> None:

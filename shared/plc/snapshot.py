@@ -203,7 +203,108 @@ def decode_failure(m: MemoryMap, words: Sequence[int]) -> Snapshot:
     return Snapshot("failure", 1, tuple(words), True, False, (), fields)
 
 
+def weighing_event_id(item: int, batch: int, mo_id: str, product_id: int, kg_words: Sequence[int]) -> str:
+    """Content id of a pending weighing: the same item read twice with the same content gets the same id.
+    Two identical weighings in a row share it; telling them apart is the storing worker's rule (a stored,
+    not yet acknowledged row with this id is the same weighing; after its ack the id names a new one)."""
+    raw = "\x1f".join(str(v) for v in (item, batch, mo_id, product_id, *kg_words))
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def decode_manual_weighing(m: MemoryMap, words: Sequence[int]) -> Snapshot:
+    """Decode the manual-weighing area: a header (batch, MO name) and ten items (product id, kg, flag).
+
+    Validity is per item, so one wrong entry at the scale never blocks the other nine: an item is valid when
+    it is empty (product and kg words all 0) or when the header MO name is printable and matches the map's
+    pattern, product id >= the map's min (1), min <= kg <= max (the map's plausibility limit) and its flag is
+    0/1. Every valid non-empty item carries its `event_id`; it is `pending` while its flag is 0. The snapshot
+    is `valid` only when nothing at all is rejected; `errors` lists every rejection as "item k: ...", and a bad
+    non-blank header on its own when no item carries it."""
+    layout = m.layout_of("manual_weighing")
+    group = layout.item_group
+    if len(words) != layout.words or any(not 0 <= w <= 0xFFFF for w in words):
+        return Snapshot(
+            "manual_weighing", 1, tuple(words), False, False, (f"expected {layout.words} 16-bit words",)
+        )
+    header: dict[str, Any] = {}
+    header_errors: list[str] = []
+    for spec in layout.fields:
+        try:
+            header[spec.name] = _decode_field(spec, words)
+        except CodecError as exc:
+            header_errors.append(f"{spec.name}: {exc}")
+    mo_id = header.get("mo_id")
+    if isinstance(mo_id, str):
+        if not mo_id:
+            header_errors.append("mo_id is empty")
+        elif not m.mo_name_regex.fullmatch(mo_id):
+            header_errors.append(f"mo_id {mo_id!r} does not match {m.mo_name_pattern}")
+    errors: list[str] = []
+    items: list[dict[str, Any]] = []
+    kg_spec = group.field("kg")
+    for k in range(1, group.count + 1):
+        at = group.item_offset(k)
+        item_words = words[at : at + group.stride]
+        item, item_errors = _decode_item(group.fields, item_words)
+        flag_word = item_words[group.flag_offset]
+        empty = all(w == 0 for i, w in enumerate(item_words) if i != group.flag_offset)
+        if not empty:
+            item_errors = header_errors + item_errors
+        valid = not item_errors
+        pending = valid and not empty and flag_word == 0
+        event_id = None
+        if valid and not empty:  # taken items keep their id too: ack_weighing answers "already acked" by it
+            kg_words = item_words[kg_spec.offset : kg_spec.end]
+            event_id = weighing_event_id(k, header["batch"], header["mo_id"], item["product_id"], kg_words)
+        items.append(
+            {
+                "item": k,
+                **item,
+                "empty": empty,
+                "valid": valid,
+                "errors": item_errors,
+                "pending": pending,
+                "event_id": event_id,
+            }
+        )
+        errors.extend(f"item {k}: {e}" for e in item_errors)
+    header_blank = not any(words[: group.offset])
+    if header_errors and all(it["empty"] for it in items) and not header_blank:
+        errors[:0] = header_errors  # no item names it, yet the PLC holds a header that does not decode
+    fields: dict[str, Any] = {"batch": header.get("batch"), "mo_id": mo_id, "items": items}
+    all_empty = all(it["empty"] for it in items) and header_blank
+    return Snapshot("manual_weighing", 1, tuple(words), not errors, all_empty, tuple(errors), fields)
+
+
+def _decode_item(specs: Sequence[FieldSpec], words: Sequence[int]) -> tuple[dict[str, Any], list[str]]:
+    """One item's fields (None where a word does not decode) and its own rejections (header aside)."""
+    out: dict[str, Any] = {}
+    errors: list[str] = []
+    empty = all(w == 0 for spec in specs if spec.codec != "flag" for w in words[spec.offset : spec.end])
+    for spec in specs:
+        try:
+            value = _decode_field(spec, words)
+        except CodecError as exc:
+            out[spec.name] = None
+            errors.append(
+                f"{spec.name} word {words[spec.offset]} is not 0/1"
+                if spec.codec == "flag"
+                else f"{spec.name}: {exc}"
+            )
+            continue
+        out[spec.name] = value
+        if empty or spec.codec == "flag":
+            continue
+        if spec.min is not None and value < spec.min:
+            errors.append(f"{spec.name} {value} is below {spec.min:g}")
+        elif spec.max is not None and value > spec.max:
+            errors.append(f"{spec.name} {value} is above the limit {spec.max:g}")
+    return out, errors
+
+
 def decode_area(m: MemoryMap, area: AreaName, slot: int, words: Sequence[int]) -> Snapshot:
+    if area == "manual_weighing":
+        return decode_manual_weighing(m, words)
     return decode_failure(m, words) if area == "failure" else decode_batch_slot(m, area, slot, words)
 
 

@@ -425,8 +425,11 @@ def _equipment_from(doc: dict[str, Any]) -> Equipment:
     )
 
 
+SCALE_CODE = "WEIGH_SCALE_01"  # the hand-weighing scale (the earlier middleware's code; manual weighing, docs/odoo-api.md O4.9)
+
+
 def default_equipment(domain: Domain) -> None:
-    """silo101..silo113, lq114, lq115 and the MO-level PLC01 (O8 C), unless already seeded."""
+    """silo101..silo113, lq114, lq115, the MO-level PLC01 (O8 C) and the scale WEIGH_SCALE_01, unless seeded."""
     used = {eq.id for eq in domain.equipment.values()}
     if "PLC01" not in domain.equipment:
         domain.equipment["PLC01"] = Equipment(
@@ -447,6 +450,10 @@ def default_equipment(domain: Domain) -> None:
             new_id = max(used, default=1) + 1
             used.add(new_id)
             domain.equipment[code] = Equipment(new_id, code, SILO_NAMES[code], "silo", protocol="middleware")
+    if SCALE_CODE not in domain.equipment:
+        new_id = max(used, default=1) + 1
+        used.add(new_id)
+        domain.equipment[SCALE_CODE] = Equipment(new_id, SCALE_CODE, "Manual weighing scale", "scale")
 
 
 def load_seed(domain: Domain, path: Path, consumption: str = "warning") -> None:

@@ -72,6 +72,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="set W = 1 this long before clearing the READ slot for the new batch (the old one shows meanwhile)",
     )
     p.add_argument("--op-failure-rate", type=_probability, default=0.0, help="probability a batch fails mid-way")
+    p.add_argument(
+        "--weighing-rate",
+        type=_non_negative,
+        default=0.0,
+        help="random manual weighings per hour (needs products)",
+    )
+    p.add_argument(
+        "--weighing-products",
+        type=_product_ids,
+        default=(),
+        help="comma-separated Odoo product ids the random weighings use (raw components of the MOs)",
+    )
     p.add_argument("--control-port", type=int, default=None, help="HTTP control API on localhost (0 = ephemeral)")
     p.add_argument("--drop", type=_probability, default=0.0, help="probability a request is lost")
     p.add_argument("--drop-reply", type=_probability, default=0.0, help="probability a reply is lost")
@@ -101,6 +113,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _product_ids(text: str) -> tuple[int, ...]:
+    try:
+        ids = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of product ids") from None
+    if any(not 1 <= i <= 0xFFFF for i in ids):
+        raise argparse.ArgumentTypeError("product ids must be 1..65535")
+    return ids
+
+
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     return SimConfig(
         host=args.host,
@@ -116,6 +138,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             op_failure_rate=args.op_failure_rate,
             weight_lag_s=args.weight_lag_ms / 1000.0,
             mirror_lag_s=args.mirror_lag_ms / 1000.0,
+            weighing_rate_per_hour=args.weighing_rate,
+            weighing_products=tuple(args.weighing_products),
         ),
         faults=Faults(
             drop=args.drop,

@@ -1,8 +1,10 @@
 """The simulator's control API: small JSON over HTTP on localhost, served from a thread.
 
-GET  /state                      slots (phase, mo_id, counters), failures, FINS counters, faults, mode
+GET  /state                      slots (phase, mo_id, counters), failures, weighings, FINS counters, faults, mode
 GET  /memory?address=D6000&count=77
 POST /failure   {equipment?, description?}   queue an equipment failure (posted once the area is free)
+POST /weighing  {mo_id, product_id, kg, batch?, item?}  queue a manual weighing (posted into a free item;
+                 invalid content is posted as asked; the same content twice = two weighings in a row)
 POST /faults    {drop, drop_reply, duplicate, delay_ms, wrong_sid, end_code, end_code_count, program_mode}
 POST /reboot    {armed?: false}              clear all memory (a fresh PLC holds W = 0)
 POST /arm                                    W = 1 on every active slot
@@ -75,6 +77,12 @@ def handle(sim: Simulator, method: str, path: str, query: dict[str, list[str]], 
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
             return {"queued": sim.program.failures.queued, "posted": sim.program.failures.posted}
+        case "POST", "/weighing":
+            try:
+                sim.program.weighing.request(doc)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            return sim.program.weighing.as_dict()
         case "POST", "/faults":
             try:
                 sim.faults.update(doc)

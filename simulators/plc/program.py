@@ -22,6 +22,7 @@ from shared.plc.codecs import CodecError
 from shared.plc.memory_map import FieldSpec, MemoryMap
 from shared.plc.snapshot import BatchCommand, decode_batch_slot, encode_batch_command, encode_field
 from simulators.plc.memory import DataMemory
+from simulators.plc.weighing import WeighingProgram
 
 log = logging.getLogger("plc_sim.program")
 
@@ -50,6 +51,8 @@ class ProgramConfig:
     # A program that sets W = 1 on latching this long before it clears the READ slot for the new batch: the
     # window in which W = 1 and the READ slot still shows the previous, acknowledged batch.
     mirror_lag_s: float = 0.0
+    weighing_rate_per_hour: float = 0.0  # random manual weighings (for the MO a slot runs)
+    weighing_products: tuple[int, ...] = ()  # product ids the random weighings use
 
 
 @dataclass
@@ -113,6 +116,9 @@ class PlcProgram:
         self.rng = rng
         self.slots = {n: SlotState(n) for n in mmap.slots()}
         self.failures = FailureState()
+        self.weighing = WeighingProgram(memory, mmap, rng)
+        self.weighing.rate_per_hour = config.weighing_rate_per_hour
+        self.weighing.products = config.weighing_products
         self.reboots = 0
         self.clock: Callable[[], time.struct_time] = time.localtime  # the PLC clock (the simulator sets it)
 
@@ -141,6 +147,7 @@ class PlcProgram:
                 setattr(new, name, getattr(old, name))
         self.failures.waiting = False
         self.failures.last = None
+        self.weighing.reboot()
         if armed:
             self.arm()
         log.warning("PLC rebooted: memory cleared", extra={"armed": armed})
@@ -175,6 +182,8 @@ class PlcProgram:
         for st in self.slots.values():
             self._scan_slot(st, dt)
         self._scan_failures(dt)
+        running = next((st.mo_id for st in self.slots.values() if st.phase == "running"), None)
+        self.weighing.scan(dt, running, self.config.speed)
 
     def _scan_slot(self, st: SlotState, dt: float) -> None:
         n = st.slot
@@ -369,5 +378,6 @@ class PlcProgram:
                 "waiting": fs.waiting,
                 "last": fs.last,
             },
+            "weighings": self.weighing.as_dict(),
             "reboots": self.reboots,
         }

@@ -384,6 +384,10 @@ class SimHandle:
     def reboot(self, armed: bool = False) -> None:
         self.call(lambda: self.sim.reboot(armed))
 
+    def post_weighing(self, **doc: Any) -> dict[str, Any]:
+        """Queue a manual weighing ({mo_id, product_id, kg, batch?, item?}), as POST /weighing does."""
+        return self.call(lambda: (self.sim.program.weighing.request(doc), self.sim.program.weighing.as_dict())[1])
+
     def set_plc(self, **doc: Any) -> dict[str, Any]:
         return self.call(lambda: self.sim.set_plc(doc))
 

@@ -27,6 +27,8 @@ import pytest
 import sqlalchemy as sa
 
 import tests.support.system as system_module
+from shared.odoo.client import OdooClient
+from shared.odoo.settings import OdooSettings
 from tests.support.servers import _pg_bin, free_port
 from tests.support.system import System
 
@@ -119,6 +121,7 @@ class Plan:
     seed: int
     mos: int
     failures: int = 0
+    weighings: int = 0  # manual weighings the PLC posts (odoo-sim's synthetic CaCO3 of one MO)
     allow_attention: frozenset[str] = frozenset()  # MO ids allowed to end in attention (e.g. PLC reboot)
     cancelled_in_odoo: frozenset[str] = frozenset()  # MOs cancelled in Odoo after queueing: never dosed
     notes: list[str] = field(default_factory=list)
@@ -171,6 +174,20 @@ def post_failure(s: System, n: int) -> None:
     s.plc("POST", "/failure", {"equipment": codes[n % len(codes)], "description": f"FAULT_TEST_{n}"})
 
 
+WEIGHED_PRODUCT = 600  # CaCO3 in odoo-sim's synthetic recipes: an MO-level (PLC01) component, no silo doses it
+
+
+def weighing_mo(s: System) -> str:
+    """The MO the scenario's hand weighings are for (the first one Odoo lists)."""
+    return str(min(m["mo_id"] for m in s.odoo_state()["mos"]))
+
+
+def post_weighing(s: System, n: int, mo_id: str) -> None:
+    """Weighings come in identical pairs (same MO, product and kg): two weighings in a row, not one."""
+    kg = round(0.5 + (n // 2 % 5) * 0.1, 2)
+    s.plc("POST", "/weighing", {"mo_id": mo_id, "product_id": WEIGHED_PRODUCT, "kg": kg})
+
+
 def restart_later(s: System, name: str, rng: random.Random, lo: float = 0.1, hi: float = 1.2) -> None:
     s.procs[name].kill9()
     time.sleep(rng.uniform(lo, hi))
@@ -185,19 +202,24 @@ def drive(
     step: Callable[[float], None] | None = None,
     failure_every: float = 1.5,
 ) -> None:
-    """Run until every MO is archived and every failure is posted; `step(elapsed)` injects faults."""
+    """Run until every MO is archived and every failure and weighing is posted; `step(elapsed)` injects faults."""
     start = time.monotonic()
-    posted = 0
-    next_failure = start + 0.5
+    posted = weighed = 0
+    next_failure = next_weighing = start + 0.5
+    mo_id = weighing_mo(s) if plan.weighings else ""
     while True:
         elapsed = time.monotonic() - start
         if posted < plan.failures and time.monotonic() >= next_failure:
             post_failure(s, posted)
             posted += 1
             next_failure = time.monotonic() + failure_every
+        if weighed < plan.weighings and time.monotonic() >= next_weighing:
+            post_weighing(s, weighed, mo_id)
+            weighed += 1
+            next_weighing = time.monotonic() + failure_every
         if step is not None:
             step(elapsed)
-        if posted == plan.failures and archived_count(s) >= plan.mos:
+        if posted == plan.failures and weighed == plan.weighings and archived_count(s) >= plan.mos:
             return
         if elapsed > budget_s:
             return  # the drain check below reports what is stuck
@@ -232,6 +254,10 @@ def wait_drained(s: System, plan: Plan, timeout: float = 60.0) -> None:
                 "SELECT count(*) FILTER (WHERE acked_at IS NULL OR reported_at IS NULL), count(*) "
                 "FROM equipment_failure"
             )[0]
+            weighings = s.sql(
+                "SELECT count(*) FILTER (WHERE acked_at IS NULL OR reported_at IS NULL), count(*) "
+                "FROM manual_weighing"
+            )[0]
             plc = s.plc_state()
         except (sa.exc.OperationalError, OSError) as exc:
             last = str(exc)
@@ -241,14 +267,31 @@ def wait_drained(s: System, plan: Plan, timeout: float = 60.0) -> None:
         all_seen = archived + len(left) >= plan.mos
         fails_done = fails[0] == 0 and fails[1] >= plan.failures
         plc_done = plc["failures"]["queued"] == 0 and not plc["failures"]["waiting"]
+        weighings_done = weighings[0] == 0 and weighings[1] >= plan.weighings
+        plc_done = plc_done and plc["weighings"]["queued"] == 0 and not plc["weighings"]["waiting"]
         plc_idle = all(slot["phase"] in ("idle", "acked") for slot in plc["slots"]) or bool(left)
-        if batches_done and all_seen and fails_done and plc_done and plc_idle:
+        if batches_done and all_seen and fails_done and weighings_done and plc_done and plc_idle:
             return
-        last = f"archived={archived} left={left} failures(open,total)={tuple(fails)} plc={plc}"
+        last = (
+            f"archived={archived} left={left} failures(open,total)={tuple(fails)} "
+            f"weighings(open,total)={tuple(weighings)} plc={plc}"
+        )
         if fails[0]:
             last += f"\nopen failures: {_stuck_report(s)}"
         time.sleep(0.3)
     raise AssertionError(f"seed={plan.seed}: work did not drain within {timeout}s: {last}\n{s.logs()}")
+
+
+def odoo_product_consumption(s: System, mo_id: str, product_id: int) -> float:
+    """The MO's consumption of the product as Odoo's mo-detail shows it (through the real client)."""
+    client = OdooClient(
+        OdooSettings(odoo_url=s.env["ODOO_URL"], odoo_db="plant", odoo_login="admin", odoo_password="admin")
+    )
+    try:
+        mo = client.mo_detail(mo_id)
+    finally:
+        client.close()
+    return round(sum(c.consumed for c in mo.components_consumption if c.product_id == product_id), 2)
 
 
 def plc_latches(s: System) -> Counter[str]:
@@ -403,11 +446,36 @@ def check_invariants(s: System, plan: Plan) -> dict[str, Any]:
         same = [o for o in odoo_failures if o["equipment_code"] == r.equipment_code and o["date"] == date]
         assert len(same) == 1, f"{tag}: failure {r.event_id} ({r.equipment_code} {date}) in Odoo {len(same)}x"
     assert len(odoo_failures) == len(rows), f"{tag}: Odoo holds {len(odoo_failures)} failures, DB {len(rows)}"
+
+    # --- manual weighings: posted by the PLC = stored = acked (after storage) = reported = applied in Odoo
+    weighed = s.sql(
+        "SELECT mo_id, kg, received_at, acked_at, reported_at, applied_kg, attention_reason FROM manual_weighing"
+    )
+    posted = plc["weighings"]["posted"]
+    assert len(weighed) == posted == plan.weighings, (
+        f"{tag}: PLC posted {posted} weighings, stored {len(weighed)}, planned {plan.weighings}"
+    )
+    assert plc["weighings"]["acked"] == posted, f"{tag}: PLC saw {plc['weighings']['acked']} of {posted} acked"
+    for w in weighed:
+        assert w.acked_at is not None and w.acked_at >= w.received_at, f"{tag}: weighing acked before stored {w}"
+        assert w.reported_at is not None and w.applied_kg == w.kg and w.attention_reason is None, f"{tag}: {w}"
+    booked = 0.0
+    if weighed:
+        booked = odoo_product_consumption(s, weighed[0].mo_id, WEIGHED_PRODUCT)
+        total = float(sum(w.kg for w in weighed))
+        assert booked == pytest.approx(total, abs=0.005), f"{tag}: Odoo booked {booked} kg, weighed {total} kg"
     return {
         "acks_without_storage": len(unstored) + len(unstored_events),
         "completed": len(completed),
         "cancelled": len(cancelled),
         "attention": sorted(leftover),
         "failures": len(rows),
+        "weighings": {
+            "posted": posted,
+            "stored": len(weighed),
+            "acked": plc["weighings"]["acked"],
+            "reported": sum(1 for w in weighed if w.reported_at),
+            "applied_kg": booked,
+        },
         "batches_started": started,
     }

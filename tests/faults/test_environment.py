@@ -18,6 +18,7 @@ from tests.support.procs import wait_until
 from tests.support.system import ROOT, System
 
 UPDATE = "/api/scada/mo/update-with-consumptions"
+MATERIAL = "/api/scada/material-consumption"
 FAILURE = "/api/scada/equipment-failure"
 
 
@@ -31,7 +32,7 @@ def test_mosquitto_restarts(
     rng = random.Random(seed)
     s = start_system(tmp_path, monkeypatch, mos=10, batch_seconds=rng.uniform(0.4, 0.8))
     systems.append(s)
-    plan = Plan(seed, 10, failures=3)
+    plan = Plan(seed, 10, failures=3, weighings=4)
     restarts: list[float] = []
     nxt = _every(rng, 1.0, 2.5)
 
@@ -56,7 +57,7 @@ def test_postgresql_restarts(
     rng = random.Random(seed)
     s = start_system(tmp_path, monkeypatch, mos=10, cluster=pg_cluster, batch_seconds=rng.uniform(0.4, 0.8))
     systems.append(s)
-    plan = Plan(seed, 10, failures=3)
+    plan = Plan(seed, 10, failures=3, weighings=4)
     restarts: list[tuple[float, str]] = []
     nxt = _every(rng, 1.0, 2.5)
 
@@ -86,7 +87,7 @@ def test_odoo_down_slow_errors_and_session_expiry(
         env={"RETRY_MAX_S": "2", "REPORT_RETRY_S": "0.3"},
     )
     systems.append(s)
-    plan = Plan(seed, 12, failures=4)
+    plan = Plan(seed, 12, failures=4, weighings=6)
     # Each entry: one Odoo fault, installed at a seeded moment (times = how many requests it hits).
     menu: list[dict[str, Any]] = [
         {"kind": "http_error", "status": 502, "route": UPDATE, "times": 2},
@@ -95,6 +96,11 @@ def test_odoo_down_slow_errors_and_session_expiry(
         {"kind": "drop", "when": "after", "route": FAILURE, "method": "POST", "times": 1},  # failure posted, lost
         {"kind": "http_error", "status": 504, "when": "after", "route": FAILURE, "method": "POST", "times": 1},
         {"kind": "expire_session", "times": 2},
+        # Manual weighings: add mode is not idempotent, so every unknown outcome must be decided, not re-posted.
+        {"kind": "drop", "when": "after", "route": MATERIAL, "method": "POST", "times": 1},
+        {"kind": "http_error", "status": 502, "when": "after", "route": MATERIAL, "method": "POST", "times": 1},
+        {"kind": "latency", "seconds": 4.0, "route": MATERIAL, "times": 1},  # > read timeout: unknown outcome
+        {"kind": "http_error", "status": 502, "route": MATERIAL, "times": 1},  # refused by the proxy: not applied
         {"kind": "latency", "seconds": 2.5, "route": UPDATE, "times": 1},  # longer than nothing, < read timeout
         {"kind": "latency", "seconds": 4.0, "route": UPDATE, "times": 1},  # > read timeout (3 s): unknown outcome
         {"kind": "html", "route": UPDATE, "times": 1},
@@ -175,7 +181,7 @@ def test_fins_loss_duplicates_late_replies(
     )
     systems.append(s)
     s.plc("POST", "/faults", faults)
-    plan = Plan(seed, 10, failures=3)
+    plan = Plan(seed, 10, failures=3, weighings=4)
     end_codes: list[str] = []
     nxt = _every(rng, 1.0, 2.0)
 

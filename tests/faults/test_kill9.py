@@ -1,4 +1,5 @@
-"""kill -9 of each service at seeded random moments while 12 MOs run (batch 0.5 s) and failures are posted.
+"""kill -9 of each service at seeded random moments while 12 MOs run (batch 0.5 s) and failures and manual
+weighings (in identical pairs) are posted.
 
 Odoo answers every report call late (latency fault) so a kill of odoo_sync / failure_monitor often lands
 between the Odoo call and the commit that archives / marks the report; kills of mo_planner land between
@@ -36,17 +37,22 @@ def test_kill9_service_at_random_moments(
     s = start_system(tmp_path, monkeypatch, mos=MOS, batch_seconds=rng.uniform(0.4, 0.8))
     systems.append(s)
     # Widen the windows: every Odoo write takes a while (the request is still processed).
-    for route in ("/api/scada/mo/update-with-consumptions", "/api/scada/equipment-failure"):
+    for route in (
+        "/api/scada/mo/update-with-consumptions",
+        "/api/scada/equipment-failure",
+        "/api/scada/material-consumption",
+    ):
         s.odoo("POST", "/_sim/faults", {"kind": "latency", "route": route, "method": "POST",
                                         "seconds": 0.3, "times": None})  # fmt: skip
-    plan = Plan(seed, MOS, failures=4)
+    plan = Plan(seed, MOS, failures=4, weighings=6)
     kills: list[float] = []
     next_kill = [rng.uniform(0.5, 2.0)]
     # Half of the kills are aimed at the victim's critical window (seeded delay into it), half are random.
     window_sql = {
         "mo_planner": "SELECT 1 FROM mo_batch WHERE state IN ('finished', 'failed') AND acked_at IS NULL",
         "odoo_sync": "SELECT 1 FROM mo_batch WHERE state = 'finished'",
-        "failure_monitor": "SELECT 1 FROM equipment_failure WHERE acked_at IS NULL OR reported_at IS NULL",
+        "failure_monitor": "SELECT 1 FROM equipment_failure WHERE acked_at IS NULL OR reported_at IS NULL "
+        "UNION ALL SELECT 1 FROM manual_weighing WHERE acked_at IS NULL OR reported_at IS NULL",
         "plc_gateway": "SELECT 1 FROM mo_batch WHERE state = 'queued' AND slot IS NOT NULL",
     }[victim]
 

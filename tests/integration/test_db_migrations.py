@@ -17,7 +17,7 @@ from tests.support.servers import fresh_database
 
 REPO = Path(__file__).resolve().parents[2]
 ALEMBIC = str(Path(sys.executable).parent / "alembic")
-TABLES = {"mo_batch", "mo_histories", "equipment_failure", "audit_event"}
+TABLES = {"mo_batch", "mo_histories", "equipment_failure", "manual_weighing", "audit_event"}
 
 
 def alembic(*args: str, url: str | None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -302,6 +302,19 @@ def test_only_failure_monitor_acks_failures(root: str, clients: Any) -> None:
     assert_denied(planner, f"{root}/cmd/ack_failure", gateway, control_topic=f"{root}/cmd/write_batch")
 
 
+def test_only_failure_monitor_acks_weighings(root: str, clients: Any) -> None:
+    gateway, planner, operator, monitor = (
+        clients("plc_gateway"),
+        clients("mo_planner"),
+        clients("operator"),
+        clients("failure_monitor"),
+    )
+    gateway.subscribe(f"{root}/cmd/#")
+    assert_delivered(monitor, f"{root}/cmd/ack_weighing", gateway)
+    assert_denied(planner, f"{root}/cmd/ack_weighing", gateway, control_topic=f"{root}/cmd/write_batch")
+    assert_denied(operator, f"{root}/cmd/ack_weighing", gateway, control_topic=f"{root}/cmd/arm")
+
+
 def test_operator_may_arm_and_read_areas_but_not_write_batches(root: str, clients: Any) -> None:
     gateway, operator = clients("plc_gateway"), clients("operator")
     gateway.subscribe(f"{root}/cmd/#")

@@ -118,7 +118,7 @@ def test_plc_read_mapped_areas_only(plc_sim: PlcSimProcess) -> None:
         [*EDGECTL, *target, "--area", "failure", "--decode"], capture_output=True, text=True, timeout=30
     )
     assert decoded.returncode == 0 and set(json.loads(decoded.stdout)) == {"valid", "empty", "errors", "fields"}
-    for outside in (["--address", "D9000", "--count", "1"], ["--address", "D6070", "--count", "30"]):
+    for outside in (["--address", "D9100", "--count", "1"], ["--address", "D6070", "--count", "30"]):
         refused = subprocess.run([*EDGECTL, *target, *outside], capture_output=True, text=True, timeout=30)
         assert refused.returncode == 2 and "not inside one mapped area" in refused.stderr
         assert refused.stdout == ""

@@ -451,11 +451,7 @@ def test_lossy_udp_never_yields_wrong_data_or_double_writes(broker: Broker, tmp_
         # Every snapshot the gateway published decodes to exactly what it claims.
         for _, topic, body, _ in list(p.watch.messages):
             if body and topic.startswith(f"{ROOT}/plc/") and "words" in body:
-                area = (
-                    "failure"
-                    if topic.endswith("failure")
-                    else ("read_slot" if "/read/" in topic else "write_slot")
-                )
+                area = body["area"]  # every snapshot names its area (plc/weighing included)
                 again = decode_area(MAP, area, body["slot"], body["words"])
                 assert again.valid is body["valid"] and again.fields == body["fields"]
                 assert body["valid"], body[

@@ -65,11 +65,12 @@ def test_known_forbidden_addresses(address: int) -> None:
 
 
 def test_writable_ranges_are_only_write_blocks_and_flags() -> None:
-    """Writable = each WRITE slot block, the READ flags and the failure flag: nothing else."""
+    """Writable = each WRITE slot block, the READ flags, the failure flag and the ten weighing item flags."""
     allowed: set[int] = set()
     for first, n in RANGES:
         allowed.update(range(first, first + n))
     expected: set[int] = {MAP.flag_address("failure")}
+    expected.update(MAP.item_flag_address("manual_weighing", k) for k in range(1, 11))
     for slot in range(1, 11):
         base = MAP.base_address("write_slot", slot)
         expected.update(range(base, base + MAP.layout_of("write_slot").words))
@@ -81,7 +82,7 @@ def test_no_command_writes_an_arbitrary_address() -> None:
     assert (
         set(GATEWAY_COMMANDS)
         == set(COMMAND_MODELS)
-        == {"write_batch", "ack_slot", "ack_failure", "arm", "read_area"}
+        == {"write_batch", "ack_slot", "ack_failure", "ack_weighing", "arm", "read_area"}
     )
     for name, model in COMMAND_MODELS.items():
         fields = set(model.model_fields)

@@ -74,7 +74,7 @@ def test_plc_read_only_inside_mapped_areas() -> None:
     assert resolve_read(plc_args(address=6000, count=77)) is None
     assert resolve_read(plc_args(address=6976, count=1)) is None  # slot 10's flag word
     assert "not inside one mapped area" in str(resolve_read(plc_args(address=6070, count=30)))
-    assert "not inside one mapped area" in str(resolve_read(plc_args(address=9000, count=1)))
+    assert "not inside one mapped area" in str(resolve_read(plc_args(address=9100, count=1)))
     assert "needs --count" in str(resolve_read(plc_args(address=6000)))
     assert "outside 1..10" in str(resolve_read(plc_args(area="read-slot", slot=11)))
     assert "--count goes with --address" in str(resolve_read(plc_args(area="read-slot", count=3)))
@@ -84,3 +84,20 @@ def test_plc_read_only_inside_mapped_areas() -> None:
 def test_table_keeps_rows_on_one_line() -> None:
     out = table(("mo_id", "last_error"), [["WH/MO/1", "line one\nline two"], ["WH/MO/22", None]])
     assert out.splitlines() == ["MO_ID     LAST_ERROR", "WH/MO/1   line one line two", "WH/MO/22  -"]
+
+
+def test_weighing_area_and_events_one_line_each() -> None:
+    from shared.plc.memory_map import load_memory_map
+    from shared.plc.snapshot import decode_manual_weighing
+    from tests.unit.test_plc_manual_weighing import GOLDEN
+
+    snap = decode_manual_weighing(load_memory_map(), GOLDEN)
+    body = {"area": snap.area, "valid": snap.valid, "errors": list(snap.errors), "fields": snap.fields}
+    f = Formatter(T)
+    line = f.line(msg(T.plc_weighing, body))
+    assert line is not None
+    assert "plc/weighing WH/MO/00011 item 1 61 832.00 kg pending, item 6 64 380.69 kg pending" in line
+    assert "item 3 REJECTED product_id 0 is below 1" in line
+    assert f.line(msg(T.plc_weighing, body, at=1000.5)) is None  # unchanged: not printed again
+    event = f.line(msg(T.weighing_events, {"event": "reported", "weighing_id": 7, "event_id": "ab", "kg": 2.35}))
+    assert event is not None and event.endswith("weighing 7 reported kg=2.35")

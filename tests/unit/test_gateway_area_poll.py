@@ -1,4 +1,4 @@
-"""Whole-area polling: three reads per poll at any slot count, split only by the chunk limit (at slot
+"""Whole-area polling: four reads per poll (READ slots, WRITE slots, failure, manual weighing) at any slot count, split only by the chunk limit (at slot
 boundaries), and every slot's block cut from the reads exactly as it lies in PLC memory."""
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def run_poll(slots: int, chunk: int, per_slot: bool = False) -> tuple[int, dict[
 def test_blocks_are_cut_into_the_right_slots(slots: int, chunk: int) -> None:
     m = with_active_slots(BASE, slots)
     _, blocks = run_poll(slots, chunk)
-    expected = {("read_slot", n) for n in m.slots()} | {("write_slot", n) for n in m.slots()} | {("failure", 1)}
+    expected = {("read_slot", n) for n in m.slots()} | {("write_slot", n) for n in m.slots()}
+    expected |= {("failure", 1), ("manual_weighing", 1)}
     assert set(blocks) == expected
     for (area, slot), block in blocks.items():
         base = m.base_address(area, slot)  # type: ignore[arg-type]
@@ -43,15 +44,15 @@ def test_blocks_are_cut_into_the_right_slots(slots: int, chunk: int) -> None:
 
 
 @pytest.mark.parametrize("slots", range(1, 11))
-def test_three_reads_per_poll_at_any_slot_count(slots: int) -> None:
-    assert run_poll(slots, 990)[0] == 3
-    assert run_poll(slots, 999)[0] == 3
-    assert run_poll(slots, 990, per_slot=True)[0] == 2 * slots + 1  # the old plan, for comparison
+def test_four_reads_per_poll_at_any_slot_count(slots: int) -> None:
+    assert run_poll(slots, 990)[0] == 4
+    assert run_poll(slots, 999)[0] == 4
+    assert run_poll(slots, 990, per_slot=True)[0] == 2 * slots + 2  # the old plan, for comparison
 
 
 def test_the_ten_slot_area_is_one_977_word_read() -> None:
     reads = plan_reads(with_active_slots(BASE, 10), 990)
-    assert [(r.address, r.count) for r in reads] == [(6000, 977), (7000, 977), (8000, 23)]
+    assert [(r.address, r.count) for r in reads] == [(6000, 977), (7000, 977), (8000, 23), (9000, 49)]
 
 
 def test_a_chunk_limit_splits_at_slot_boundaries() -> None:
@@ -63,7 +64,15 @@ def test_a_chunk_limit_splits_at_slot_boundaries() -> None:
 
 def test_a_block_larger_than_the_chunk_is_read_in_pieces() -> None:
     reads = plan_reads(with_active_slots(BASE, 1), 40)
-    assert [(r.address, r.count) for r in reads] == [(6000, 40), (6040, 37), (7000, 40), (7040, 37), (8000, 23)]
+    assert [(r.address, r.count) for r in reads] == [
+        (6000, 40),
+        (6040, 37),
+        (7000, 40),
+        (7040, 37),
+        (8000, 23),
+        (9000, 40),
+        (9040, 9),
+    ]
 
 
 def test_bad_chunk_and_short_reply_are_refused() -> None:
@@ -79,3 +88,4 @@ def test_topics_of_the_areas() -> None:
     assert area_topic(t, BASE, "read_slot", 3) == "scada/plc01/plc/read/3"
     assert area_topic(t, BASE, "write_slot", 1) == "scada/plc01/plc/write/1"
     assert area_topic(t, BASE, "failure", 1) == "scada/plc01/plc/failure"
+    assert area_topic(t, BASE, "manual_weighing", 1) == "scada/plc01/plc/weighing"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from services.plc_gateway import handshake
 from shared.fins.errors import FinsTimeout
-from shared.mqtt.payloads import AckFailure, AckSlot, Arm
+from shared.mqtt.payloads import AckFailure, AckSlot, AckWeighing, Arm
 from shared.plc.fingerprint import result_fingerprint
 from shared.plc.memory_map import load_memory_map
 from shared.plc.snapshot import BatchCommand, encode_batch_command
@@ -237,3 +237,85 @@ def test_write_batch_is_idempotent_only_for_the_identical_block() -> None:
     other = asyncio.run(handshake.write_batch(plc, MAP, cmd("r3", 600.0)))
     assert (other.ok, other.code) == (False, "conflict"), other.message
     assert sum(1 for _, words in plc.writes if len(words) > 1) == 1
+
+
+# ---------------------------------------------------------------- manual weighing: one flag per item (issue 14)
+
+
+def _weighing(plc: InProcessPlc, item: int) -> dict[str, object]:
+    snap = asyncio.run(handshake.read_snapshot(plc, MAP, "manual_weighing"))
+    found = snap.fields["items"][item - 1]
+    assert isinstance(found, dict)
+    return found
+
+
+def _post_weighing(plc: InProcessPlc, **doc: object) -> None:
+    plc.program.weighing.request({"mo_id": "WH/MO/00011", "product_id": 61, "kg": 12.5, **doc})
+    plc.program.scan(0.0)
+
+
+def _ack(plc: InProcessPlc, item: int, event_id: object) -> handshake.Reply:
+    cmd = AckWeighing(request_id="w1", item=item, event_id=str(event_id))
+    return asyncio.run(handshake.ack_weighing(plc, MAP, cmd))
+
+
+def test_ack_weighing_sets_only_that_items_flag() -> None:
+    plc = InProcessPlc()
+    _post_weighing(plc)
+    _post_weighing(plc, product_id=62)
+    first, second = _weighing(plc, 1), _weighing(plc, 2)
+    assert first["pending"] and second["pending"]
+    reply = _ack(plc, 1, first["event_id"])
+    assert (reply.ok, reply.code) == (True, "acked"), reply.message
+    assert plc.writes == [(MAP.item_flag_address("manual_weighing", 1), (1,))]
+    assert _weighing(plc, 2)["pending"]  # the other item still waits
+    assert plc.program.weighing.state.acked == 1
+    again = _ack(plc, 1, first["event_id"])
+    assert (again.ok, again.code) == (True, "already_acked") and len(plc.writes) == 1
+
+
+def test_ack_weighing_refuses_another_weighing_or_an_invalid_item() -> None:
+    plc = InProcessPlc()
+    _post_weighing(plc)
+    _post_weighing(plc, product_id=0)  # a wrong entry at the scale: item 2, rejected by the decoder
+    assert _ack(plc, 1, "0123abcd").code == "mismatch"
+    bad = _ack(plc, 2, "0123abcd")
+    assert (bad.ok, bad.code) == (False, "mismatch") and "product_id 0 is below 1" in bad.message
+    assert _ack(plc, 3, "0123abcd").code == "mismatch"  # empty item
+    assert plc.writes == []
+
+
+def test_two_identical_weighings_in_one_item_and_a_lost_ack_reply() -> None:
+    """The PLC reuses the item once its flag is 1: the same content again is a new weighing with the same
+    content id. A lost reply to our flag write never leads to a blind second 1 that would take it unseen."""
+    plc = InProcessPlc(lose_write_replies=1)
+    _post_weighing(plc, item=1)
+    _post_weighing(plc, item=1)  # queued: item 1 is busy until its flag is 1
+    event_id = _weighing(plc, 1)["event_id"]
+    reply = _ack(plc, 1, event_id)  # our reply is lost; the read-back shows flag 1: taken
+    assert (reply.ok, reply.code) == (True, "acked"), reply.message
+    assert _flag_writes(plc) == 1
+    assert not _weighing(plc, 1)["pending"]
+    plc.program.scan(3.0)  # the operator weighs the same again: item 1 is reused
+    again = _weighing(plc, 1)
+    assert again["pending"] and again["event_id"] == event_id
+    assert plc.program.weighing.state.posted == 2 and plc.program.weighing.state.acked == 1
+
+
+def test_a_changed_header_alone_never_counts_as_taken() -> None:
+    """The header (MO) is shared by all ten items: if it changes while our item still shows flag 0 after the
+    write, nothing proves the PLC took our 1, so the ack is a mismatch (never a silent success)."""
+    plc = InProcessPlc(drop_flag_writes=True, scan_after_write=False)
+    _post_weighing(plc)
+    event_id = _weighing(plc, 1)["event_id"]
+    real_write = plc.write_words
+    base = MAP.base_address("manual_weighing")
+
+    async def write_then_new_header(address: int, words: Sequence[int]) -> None:
+        await real_write(address, words)
+        plc.memory.write(base + 1, [0x5748, 0x2F4D, 0x4F2F, 0x3030, 0x3031, 0x3200, 0, 0])  # WH/MO/00012
+
+    plc.write_words = write_then_new_header  # type: ignore[method-assign]
+    reply = _ack(plc, 1, event_id)
+    assert (reply.ok, reply.code) == (False, "mismatch"), reply.message
+    assert _flag_writes(plc) == 1

@@ -1,0 +1,418 @@
+"""Manual weighing, the flow of failure_monitor that owns `manual_weighing` (docs/architecture.md):
+PLC item (plc/weighing) -> stored row -> commit -> ack_weighing -> Odoo material-consumption, exactly once.
+
+Order: store, commit, acknowledge, report (never the other way round). An Odoo outage therefore never holds an
+item on the PLC: the scale keeps working and the reports follow from the database later.
+
+Identity (the PLC has no weighing number): a stored row that is not yet acknowledged and has the snapshot's
+content id is the same weighing, re-delivered; once acknowledged, the same content again is a new weighing
+(the PLC reuses an item only after its flag reads 1). A partial unique index holds the rule in the database.
+Snapshots and ack replies are handled in arrival order on one thread, and the gateway publishes a snapshot
+before it executes a later command, so a snapshot that shows an item pending after its ack reply was read
+after the ack: it is a new weighing, never a stale copy of the acknowledged one.
+
+Odoo: `material-consumption` adds and keeps no record of a post, so the consumption of the product is read
+(`mo-detail`) and stored before every post, with `outcome_unknown` committed first (write-ahead). After an
+unknown outcome the worker reads again and decides from the stored value (weighing_rules.earlier_post_verdict).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.backoff import next_attempt_at
+from shared.db.claim import claim_weighings
+from shared.db.models import ManualWeighing
+from shared.db.repo import audit, now
+from shared.db.session import transaction
+from shared.mqtt.client import MqttLink
+from shared.mqtt.events import WeighingEventKind, weighing_event
+from shared.mqtt.payloads import answers, iso, utc_now
+from shared.mqtt.topics import Topics
+from shared.odoo.client import OdooClient
+from shared.odoo.errors import OdooBusinessError, OdooError, OdooTransportError
+
+from .settings import FailureSettings
+from .weighing_rules import (
+    ItemOnPlc,
+    PendingWeighing,
+    cannot_take,
+    earlier_post_verdict,
+    product_cap,
+    product_consumption,
+    short_applied,
+    weighings_from_snapshot,
+)
+
+log = logging.getLogger("failure_monitor.weighing")
+ACTOR = "failure_monitor"
+REQUEST_PREFIX = "aw-"
+
+
+class WeighingMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.stored = Counter("weighings_stored", "New manual weighings stored", registry=r)
+        self.acked = Counter("weighings_acked", "ack_weighing replies", ["code"], registry=r)
+        self.reported = Counter("weighings_reported", "Weighings booked in Odoo", registry=r)
+        self.report_errors = Counter("weighings_report_errors", "Failed Odoo report attempts", registry=r)
+        self.attention = Counter("weighings_attention", "Weighings parked for a person", registry=r)
+
+
+class WeighingFlow:
+    def __init__(
+        self,
+        settings: FailureSettings,
+        odoo: OdooClient,
+        db: sessionmaker[Session],
+        link: MqttLink,
+        topics: Topics,
+        reply_topic: str,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.s = settings
+        self.odoo = odoo
+        self.db = db
+        self.link = link
+        self.topics = topics
+        self.reply_topic = reply_topic
+        self.items = settings.weighing_item_set
+        self.metrics = WeighingMetrics(registry)
+        self.report_wake = threading.Event()
+        self.pending: dict[str, tuple[str, int, float]] = {}  # request_id -> (event_id, item, sent_at)
+
+    # ------------------------------------------------------------------ snapshots and acks (main thread)
+
+    def on_snapshot(self, body: dict[str, Any]) -> None:
+        weighings, shown = weighings_from_snapshot(body, self.items)
+        self._note_taken_on_plc(shown)
+        for w in weighings:
+            self._store(w)
+            if w.event_id not in {e for e, _, _ in self.pending.values()}:
+                self._send_ack(w.event_id, w.item, f"{REQUEST_PREFIX}{uuid.uuid4().hex}")
+
+    def _store(self, w: PendingWeighing) -> None:
+        """Insert unless an unacknowledged row with this content id exists (then it is the same weighing)."""
+        with transaction(self.db) as session:
+            row_id = session.execute(
+                insert(ManualWeighing)
+                .values(
+                    event_id=w.event_id,
+                    item=w.item,
+                    batch=w.batch,
+                    mo_id=w.mo_id,
+                    product_id=w.product_id,
+                    kg=w.kg,
+                )
+                .on_conflict_do_nothing(index_elements=["event_id"], index_where=text("acked_at IS NULL"))
+                .returning(ManualWeighing.id)
+            ).scalar()
+            if row_id is not None:
+                audit(
+                    session,
+                    actor=ACTOR,
+                    action="weighing_stored",
+                    mo_id=w.mo_id,
+                    event_id=w.event_id,
+                    weighing_id=row_id,
+                    item=w.item,
+                    product_id=w.product_id,
+                    kg=str(w.kg),
+                )
+        if row_id is not None:
+            self.metrics.stored.inc()
+            log.info(
+                "weighing stored",
+                extra={"weighing_id": row_id, "item": w.item, "mo_id": w.mo_id, "kg": str(w.kg)},
+            )
+            self._announce(
+                "stored", row_id, w.event_id, item=w.item, mo_id=w.mo_id, product_id=w.product_id, kg=float(w.kg)
+            )
+
+    def _note_taken_on_plc(self, shown: list[ItemOnPlc]) -> None:
+        """Acks the PLC's memory proves but whose reply never reached us (we restarted after sending it): the
+        item shows our weighing with flag 1, or another valid weighing (the PLC reuses an item only after its
+        flag read 1). An item shown empty or invalid proves nothing (a reboot, a half-written entry)."""
+        by_item = {s.item: s for s in shown}
+        if not by_item:
+            return
+        noted: list[tuple[int, str, int, str]] = []
+        with transaction(self.db) as session:
+            rows = session.scalars(
+                select(ManualWeighing).where(ManualWeighing.acked_at.is_(None)).with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                seen = by_item.get(row.item)
+                if seen is None or seen.event_id is None:
+                    continue
+                if seen.event_id == row.event_id and seen.flag == 1:
+                    code = "seen_on_plc"
+                elif seen.event_id != row.event_id:
+                    code = "superseded_on_plc"
+                else:
+                    continue
+                row.acked_at, row.ack_code = now(), code
+                audit(
+                    session,
+                    actor=ACTOR,
+                    action="weighing_acked",
+                    event_id=row.event_id,
+                    weighing_id=row.id,
+                    code=code,
+                )
+                noted.append((row.id, row.event_id, row.item, code))
+        for row_id, event_id, item, code in noted:  # announced once committed, like every other event
+            log.info("weighing ack confirmed by PLC memory", extra={"weighing_id": row_id, "code": code})
+            self._announce("acked", row_id, event_id, item=item, code=code)
+        if noted:
+            self.report_wake.set()
+
+    def _send_ack(self, event_id: str, item: int, request_id: str) -> None:
+        self.pending[request_id] = (event_id, item, time.monotonic())
+        self.link.publish_json(
+            self.topics.cmd("ack_weighing"),
+            {
+                "request_id": request_id,
+                "reply_to": self.reply_topic,
+                "item": item,
+                "event_id": event_id,
+                "expires_at": iso(utc_now() + dt.timedelta(seconds=30)),
+            },
+        )
+
+    def resend_overdue(self) -> None:
+        for request_id, (event_id, item, sent_at) in list(self.pending.items()):
+            if time.monotonic() - sent_at > self.s.command_timeout_s:
+                self._send_ack(event_id, item, request_id)
+
+    def on_reply(self, body: dict[str, Any]) -> bool:
+        """Handle an ack_weighing reply; False when it is not one of ours."""
+        request_id = str(body.get("request_id"))
+        entry = self.pending.get(request_id)
+        if entry is None:
+            return False
+        event_id, item, _ = entry
+        if not answers(body, request_id, "ack_weighing", {"event_id": event_id, "item": item}):
+            log.warning("reply ignored: it does not answer our ack_weighing", extra={"request_id": request_id})
+            return True
+        del self.pending[request_id]
+        code = str(body.get("code"))
+        self.metrics.acked.labels(code).inc()
+        if not body.get("ok"):
+            # The next snapshot decides: the same weighing pending again -> ack again; taken -> noted.
+            log.warning(
+                "ack_weighing refused", extra={"event_id": event_id, "code": code, "detail": body.get("message")}
+            )
+            return True
+        acked: int | None = None
+        with transaction(self.db) as session:
+            row = session.scalars(
+                select(ManualWeighing)
+                .where(ManualWeighing.event_id == event_id, ManualWeighing.acked_at.is_(None))
+                .with_for_update()
+            ).first()
+            if row is not None:
+                row.acked_at, row.ack_code, acked = now(), code, row.id
+                audit(
+                    session, actor=ACTOR, action="weighing_acked", event_id=event_id, weighing_id=row.id, code=code
+                )
+        if acked is not None:
+            self._announce("acked", acked, event_id, item=item, code=code)
+            self.report_wake.set()
+        return True
+
+    def on_event(self, body: dict[str, Any]) -> None:
+        if body.get("event") == "retry":  # an operator handed a parked weighing back
+            self.report_wake.set()
+
+    def _announce(self, event: WeighingEventKind, weighing_id: int, event_id: str, **details: Any) -> None:
+        self.link.publish_json(
+            self.topics.weighing_events, weighing_event(event, weighing_id, event_id, **details)
+        )
+
+    # ------------------------------------------------------------------ reporting to Odoo (reporter thread)
+
+    def report_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                while not stop.is_set() and self.report_one():
+                    pass
+            except OperationalError as exc:
+                log.error("database unavailable (weighing reporter)", extra={"error": str(exc.orig)})
+            except Exception:
+                log.exception("weighing reporter crashed; continuing")
+            self.report_wake.wait(timeout=min(self.s.report_sweep_s, self._next_due()))
+            self.report_wake.clear()
+
+    def _next_due(self) -> float:
+        try:
+            with self.db() as session:
+                nxt = session.scalar(
+                    select(ManualWeighing.next_attempt_at)
+                    .where(
+                        ManualWeighing.reported_at.is_(None),
+                        ManualWeighing.attention_reason.is_(None),
+                        ManualWeighing.next_attempt_at.is_not(None),
+                    )
+                    .order_by(ManualWeighing.next_attempt_at)
+                    .limit(1)
+                )
+        except OperationalError:
+            return 2.0
+        return self.s.report_sweep_s if nxt is None else max(0.05, (nxt - now()).total_seconds())
+
+    def _lease_s(self) -> float:
+        """Longer than one report can take: mo-detail, the post, and a session renewal with each."""
+        return 4 * (self.s.odoo_connect_timeout + self.s.odoo_read_timeout) + 5.0
+
+    def report_one(self) -> bool:
+        """Report one due weighing; True when one was handled (more may be due)."""
+        with transaction(self.db) as session:
+            claimed = claim_weighings(session)
+            if not claimed:
+                return False
+            row = claimed[0]
+            row_id, event_id = row.id, row.event_id
+            mo_id, product_id, kg = row.mo_id, row.product_id, row.kg
+            was_unknown, before = row.outcome_unknown, row.odoo_before_kg
+            row.report_attempts += 1
+            attempts = row.report_attempts
+            row.next_attempt_at = now() + dt.timedelta(seconds=self._lease_s())  # a replica leaves it alone
+            stamp = row.received_at.astimezone(dt.UTC).replace(tzinfo=None)  # Odoo wants naive UTC
+        try:
+            mo = self.odoo.mo_detail(mo_id)
+        except OdooBusinessError as exc:
+            self._park(row_id, event_id, f"Odoo cannot read MO {mo_id}: {exc.message}", exc)
+            return True
+        except OdooError as exc:
+            self._retry_later(row_id, event_id, attempts, exc, unknown=None)  # a read changes nothing
+            return True
+        current = product_consumption(mo, product_id)
+        if was_unknown and before is not None and current is not None:
+            verdict, why = earlier_post_verdict(before, current, kg, product_cap(mo, product_id))
+            if verdict == "applied":
+                self._reported(row_id, event_id, current - before, why)
+                return True
+            if verdict == "undecidable":
+                self._park(row_id, event_id, why, None)
+                return True
+            log.info("earlier post was not applied; posting again", extra={"weighing_id": row_id, "why": why})
+        reason = cannot_take(mo, product_id)
+        if reason is not None:
+            self._park(row_id, event_id, reason, None)
+            return True
+        assert current is not None
+        with transaction(self.db) as session:
+            held = session.get(ManualWeighing, row_id, with_for_update=True)
+            if held is None or held.reported_at is not None:
+                return True
+            # Write-ahead: from here on a crash means "maybe posted"; `before` decides it then.
+            held.odoo_before_kg, held.outcome_unknown = current, True
+        try:
+            reply = self.odoo.add_material_consumption(
+                equipment_code=self.s.weighing_equipment_code,
+                product_id=product_id,
+                quantity=float(kg),
+                mo_id=mo_id,
+                timestamp=stamp,
+            )
+        except OdooBusinessError as exc:
+            # Odoo answered cleanly and refused (MO state, no open move, unknown scale code): not applied, and
+            # the same post would be refused again, so a person decides.
+            self._park(row_id, event_id, f"Odoo refused the consumption: {exc.message}", exc)
+            return True
+        except OdooError as exc:
+            unknown = isinstance(exc, OdooTransportError) and exc.outcome_unknown
+            self._retry_later(row_id, event_id, attempts, exc, unknown=unknown)
+            return True
+        applied = Decimal(str(reply.applied_qty)).quantize(Decimal("0.01"))
+        self._reported(row_id, event_id, applied, reply.message, short=short_applied(applied, kg))
+        return True
+
+    def _reported(
+        self, row_id: int, event_id: str, applied: Decimal, detail: str, short: str | None = None
+    ) -> None:
+        with transaction(self.db) as session:
+            row = session.get(ManualWeighing, row_id, with_for_update=True)
+            if row is None or row.reported_at is not None:
+                return
+            row.reported_at, row.applied_kg = now(), applied
+            row.outcome_unknown, row.last_error, row.next_attempt_at = False, None, None
+            if short is None:
+                short = short_applied(applied, row.kg)
+            if short is not None:
+                # Booked in part: never posted again (it would double the applied part); a person books the rest.
+                row.attention_reason, row.attention_at = short, now()
+            audit(
+                session,
+                actor=ACTOR,
+                action="weighing_reported",
+                mo_id=row.mo_id,
+                event_id=event_id,
+                weighing_id=row_id,
+                applied_kg=str(applied),
+                detail=detail,
+            )
+            mo_id, kg = row.mo_id, row.kg
+        self.metrics.reported.inc()
+        log.info("weighing reported", extra={"weighing_id": row_id, "mo_id": mo_id, "applied_kg": str(applied)})
+        self._announce("reported", row_id, event_id, mo_id=mo_id, kg=float(kg), applied_kg=float(applied))
+        if short is not None:
+            self.metrics.attention.inc()
+            self._announce("attention", row_id, event_id, reason=short)
+
+    def _park(self, row_id: int, event_id: str, reason: str, exc: Exception | None) -> None:
+        with transaction(self.db) as session:
+            row = session.get(ManualWeighing, row_id, with_for_update=True)
+            if row is None or row.reported_at is not None:
+                return
+            # outcome_unknown stays as it is: after an operator's retry an unknown post is still decided first.
+            row.attention_reason, row.attention_at, row.next_attempt_at = reason, now(), None
+            if exc is not None:
+                row.last_error = f"{type(exc).__name__}: {exc}"
+            audit(
+                session,
+                actor=ACTOR,
+                action="weighing_attention",
+                mo_id=row.mo_id,
+                event_id=event_id,
+                weighing_id=row_id,
+                reason=reason,
+            )
+        self.metrics.attention.inc()
+        log.error("weighing needs a person", extra={"weighing_id": row_id, "reason": reason})
+        self._announce("attention", row_id, event_id, reason=reason)
+
+    def _retry_later(
+        self, row_id: int, event_id: str, attempts: int, exc: OdooError, *, unknown: bool | None
+    ) -> None:
+        """Try again later; `unknown` is the outcome of this attempt's post (None: no post was made)."""
+        with transaction(self.db) as session:
+            row = session.get(ManualWeighing, row_id, with_for_update=True)
+            if row is None or row.reported_at is not None:
+                return
+            if unknown is not None:
+                row.outcome_unknown = unknown
+            row.last_error = f"{type(exc).__name__}: {exc}"
+            row.next_attempt_at = next_attempt_at(
+                now(), attempts, self.s.report_retry_s, self.s.report_retry_max_s, key=event_id
+            )
+            if unknown:
+                # Odoo keeps working on a request whose client gave up (a timeout): a read made before that
+                # request lands would call it "not applied" and the re-post would double it. So the verdict
+                # waits as long as the crash lease does.
+                row.next_attempt_at = max(row.next_attempt_at, now() + dt.timedelta(seconds=self._lease_s()))
+        self.metrics.report_errors.inc()
+        log.warning("weighing report failed; will retry", extra={"weighing_id": row_id, "error": str(exc)})
