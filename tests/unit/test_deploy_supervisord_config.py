@@ -87,7 +87,7 @@ def test_config_has_restart_stop_and_log_settings_and_no_secret(tmp_path: Path) 
     assert sync["MQTT_PASSWORD"] == "plain-secret-%-value" and "MQTT_PASSWORD_FILE" not in sync
     sim = parser["program:plc_sim"]["command"]
     assert "--host 192.168.250.1 --port 9600 --control-port 9700 --slots 1 --speed 1" in sim
-    assert "--host odoo.example.com --port 8069 --extra-mos 0" in parser["program:odoo_sim"]["command"]
+    assert "--host odoo.example.com --port 8069 --extra-mos 40" in parser["program:odoo_sim"]["command"]
 
 
 def test_percent_signs_survive_supervisors_interpolation(tmp_path: Path) -> None:
