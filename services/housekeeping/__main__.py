@@ -15,11 +15,13 @@ import sys
 import threading
 from types import FrameType
 
+from prometheus_client import CollectorRegistry
 from pydantic import Field
 from sqlalchemy.exc import OperationalError
 
 from shared.config import ConfigError, load
 from shared.db.session import DatabaseSettings
+from shared.health import readiness, start_health_server
 from shared.logging import register_secret, setup_logging
 
 from .retention import RetentionPolicy, purge
@@ -35,6 +37,8 @@ class HousekeepingSettings(DatabaseSettings):
     retention_interval_s: float = Field(default=86400.0, gt=0)
     retention_first_delay_s: float = Field(default=60.0, ge=0)
     log_level: str = "INFO"
+    health_port: int = Field(default=0, ge=0, le=65535, description="0 = /healthz off")
+    health_host: str = "0.0.0.0"
 
     def policy(self) -> RetentionPolicy:
         return RetentionPolicy(self.audit_retention_days, self.failure_retention_days, self.history_retention_days)
@@ -72,13 +76,28 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # /healthz: not ready while the last purge could not reach the database (retention silently not running
+    # for months is what this service exists to prevent).
+    last_error: list[str | None] = [None]
+    health = start_health_server(
+        settings.health_port,
+        CollectorRegistry(),
+        lambda: readiness({"database": last_error[0]}),
+        settings.health_host,
+    )
     wait = settings.retention_first_delay_s
-    while not stop.wait(wait):
-        try:
-            run_once(settings)
-        except OperationalError as exc:
-            log.error("database unavailable; retention postponed", extra={"error": str(exc.orig)})
-        wait = settings.retention_interval_s
+    try:
+        while not stop.wait(wait):
+            try:
+                run_once(settings)
+                last_error[0] = None
+            except OperationalError as exc:
+                last_error[0] = "unavailable, retention postponed"
+                log.error("database unavailable; retention postponed", extra={"error": str(exc.orig)})
+            wait = settings.retention_interval_s
+    finally:
+        if health:
+            health.stop()
     return 0
 
 
