@@ -128,3 +128,43 @@ def test_the_service_entry_point_runs_one_purge_with_the_configured_days(databas
 def _audit_times(engine: sa.Engine) -> list[dt.datetime]:
     with engine.connect() as c:
         return list(c.execute(sa.select(AuditEvent.at)).scalars())
+
+
+def test_the_service_is_not_ready_while_the_database_is_away() -> None:
+    """Retention that silently stops for months is what the service must not do: /healthz says so."""
+    import json
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{closed}/none",
+        "HEALTH_PORT": str(port),
+        "HEALTH_HOST": "127.0.0.1",
+        "RETENTION_FIRST_DELAY_S": "0",
+        "DATABASE_CONNECT_TIMEOUT_S": "1",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "services.housekeeping"], env=env, stdout=subprocess.DEVNULL)
+    body: dict[str, object] = {}
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not body.get("problems"):
+            try:
+                body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read())
+            except urllib.error.HTTPError as exc:
+                body = json.loads(exc.read())
+            except OSError:
+                pass
+            time.sleep(0.3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert body.get("healthy") is False and body.get("problems") == ["database: unavailable, retention postponed"]
