@@ -270,10 +270,14 @@ def test_containers_run_as_non_root(stack: Stack) -> None:
     for name in (*SERVICES, "plc-sim", "odoo-sim"):
         done = stack.compose("exec", "-T", name, "id", "-u")
         assert done.stdout.strip() == APP_UID, name
-    # The broker and the database drop root themselves: look at the processes, not the configured user.
+    # The broker and the database start as root and drop it themselves: look at the running process's real and
+    # effective uid (the host's /proc), not at the configured user.
     for name, uid in (("mosquitto", "1883"), ("postgres", "999")):
-        top = _run(["docker", "top", stack.container(name), "-eo", "uid,comm"]).stdout.split("\n")[1:]
-        assert top and all(line.split()[0] == uid for line in top if line.strip()), (name, top)
+        state = stack.inspect(name)["State"]
+        assert isinstance(state, dict)
+        status = Path(f"/proc/{state['Pid']}/status").read_text()
+        uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)", status, re.MULTILINE)
+        assert uids and uids.groups() == (uid, uid), (name, uids and uids.groups())
 
 
 def test_no_secret_in_inspect_logs_or_image_history(stack: Stack) -> None:
