@@ -410,6 +410,13 @@ def test_restart_kill_and_down_up_keep_the_data_and_leave_nothing_behind(stack: 
     stack.wait_healthy()
     assert stack.archived() >= kept, "down + up lost archived batches"
     stack.wait_archived(more_than=kept)
+    # `down` also stops plc-sim, which is a PLC reboot: the batch it was dosing is gone from its memory and
+    # waits in attention, never re-dosed (README, "PLC reboot"). The operator gives up on it as documented.
+    lost = stack.psql("SELECT mo_id, last_error FROM mo_batch WHERE state = 'attention'").splitlines()
+    assert len(lost) <= 1 and all("lost on the PLC" in row for row in lost), lost
+    for row in lost:
+        out = stack.edgectl("cancel", row.split("|")[0])
+        assert "cancel" in out.lower(), out
     assert_nothing_lost_or_doubled(stack, since=restarted_at)
     # Defect 8: fixed client ids, so re-created containers resume their sessions instead of adding new ones.
     assert broker_sessions(stack) <= sessions
