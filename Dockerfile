@@ -14,16 +14,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # A fixed, unprivileged uid/gid: secret files bind-mounted by compose keep their host ownership and mode, so
 # the host side must be able to grant read access to a known id (see secrets/README.md).
-RUN groupadd --system --gid 10001 edge \
- && useradd --system --uid 10001 --gid edge --home-dir /app --no-create-home --shell /usr/sbin/nologin edge
+# Not --system: system accounts must lie below 1000 (useradd warns about 10001), and a system range uid could
+# collide with a package's account on the host.
+RUN groupadd --gid 10001 edge \
+ && useradd --uid 10001 --gid edge --home-dir /app --no-create-home --shell /usr/sbin/nologin edge
 
 WORKDIR /app
 
 # Dependencies first, in their own layer: a code change does not re-download them. The stub packages let
 # pip resolve the project's metadata without its code; the real code replaces them below.
-COPY pyproject.toml ./
+# requirements.lock pins every library to the versions ./scripts/test installs (two builds on different days
+# get the same libraries).
+COPY pyproject.toml requirements.lock ./
 RUN mkdir -p shared services simulators edgectl \
- && pip install . \
+ && pip install -c requirements.lock . \
  && pip uninstall -y feedmill-edge-gateway
 
 COPY shared ./shared

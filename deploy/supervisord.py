@@ -152,6 +152,10 @@ def simulator_programs(env: Mapping[str, str], bin_dir: Path) -> list[Program]:
     odoo += ["--port", str(odoo_url.port or 8069)]
     if env.get("ODOO_SIM_EXTRA_MOS"):
         odoo += ["--extra-mos", env["ODOO_SIM_EXTRA_MOS"]]
+    # odoo-sim accepts the services' own Odoo login, so .env needs no separate settings for the simulator.
+    for option, key in (("--db", "ODOO_DB"), ("--login", "ODOO_LOGIN"), ("--password-file", "ODOO_PASSWORD_FILE")):
+        if env.get(key):
+            odoo += [option, env[key]]
     return [
         Program("plc_sim", plc, {"PYTHONUNBUFFERED": "1"}, priority=10, startsecs=1),
         Program("odoo_sim", odoo, {"PYTHONUNBUFFERED": "1"}, priority=10, startsecs=1),

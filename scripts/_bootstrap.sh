@@ -27,11 +27,12 @@ if [ ! -x "$PY" ]; then
   echo "==> creating virtualenv $VENV"
   python3 -m venv "$VENV" || { echo "python3-venv missing"; exit 1; }
 fi
-stamp="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
+# The same pins as the image (requirements.lock): the tests run the libraries the containers run.
+stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/requirements.lock" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   echo "==> installing the project and its dependencies into .venv"
   "$PY" -m pip install -q --upgrade pip >/dev/null
-  "$PY" -m pip install -q -e "$ROOT[test]"
+  "$PY" -m pip install -q -c "$ROOT/requirements.lock" -e "$ROOT[test]"
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH:/usr/sbin"

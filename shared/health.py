@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 HealthCheck = Callable[[], dict[str, Any]]
+
+
+def readiness(checks: Mapping[str, str | None], **details: Any) -> dict[str, Any]:
+    """A /healthz body from named checks, each None when fine or a short text saying what is wrong.
+
+    `problems` lists "<check>: <what>" so that an operator (`docker inspect`, `edgectl status`) reads the
+    cause, not just "unhealthy": broker, database, odoo (the login), plc (the FINS link), loop (stalled).
+    """
+    problems = [f"{name}: {what}" for name, what in checks.items() if what]
+    return {"healthy": not problems, "problems": problems, **details}
 
 
 class HealthServer:

@@ -47,8 +47,17 @@ def request(conn: connection.Connection, command: str, args: dict[str, Any], tim
             reply = json_object(msg.payload) if msg else None
             if reply is not None and req.answered_by(reply):
                 return reply
+    # The broker drops a publish the ACL denies without telling an MQTT 3.1.1 client, so "no reply" is also
+    # what a wrong broker user looks like: name the user, since only `operator` may send these commands.
+    user = conn.broker().username
+    hint = (
+        f"; broker user {user!r} may not send cmd/{command} (mosquitto/acl allows only 'operator':"
+        " under docker-compose use `docker-compose run --rm edgectl ...`)"
+        if user != "operator"
+        else ""
+    )
     raise Unreachable(
-        f"no reply from plc_gateway to {command} within {timeout:g} s (is it running? see `edgectl status`)"
+        f"no reply from plc_gateway to {command} within {timeout:g} s (is it running? see `edgectl status`){hint}"
     )
 
 

@@ -8,7 +8,11 @@ left RUN/MONITOR or clock off, batches waiting for an operator); 3 the broker or
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 from sqlalchemy import func, select
@@ -172,6 +176,38 @@ def database_view(conn: connection.Connection) -> dict[str, Any]:
     }
 
 
+def health_urls(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """EDGECTL_HEALTH_URLS: `service=http://host:port/healthz` pairs, comma-separated (docker-compose sets it
+    for its `edgectl` service; elsewhere it is optional)."""
+    text = (environ if environ is not None else dict(os.environ)).get("EDGECTL_HEALTH_URLS", "")
+    urls: dict[str, str] = {}
+    for item in text.replace("\n", ",").split(","):
+        name, sep, url = item.strip().partition("=")
+        if sep and name.strip() and url.strip():
+            urls[name.strip()] = url.strip()
+    return urls
+
+
+def readiness_view(urls: dict[str, str], timeout: float = 3.0) -> dict[str, dict[str, Any]]:
+    """Each service's own /healthz: ready or not, and the problems it names (broker, database, odoo, plc)."""
+    view: dict[str, dict[str, Any]] = {}
+    for name, url in urls.items():
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                body = json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:  # 503 = not ready; the body says why
+            body = json.loads(exc.read() or b"{}")
+        except (OSError, ValueError) as exc:
+            view[name] = {"ready": False, "problems": [f"/healthz unreachable ({type(exc).__name__})"]}
+            continue
+        problems = [str(p) for p in body.get("problems", [])] if isinstance(body, dict) else []
+        ready = bool(body.get("healthy")) if isinstance(body, dict) else False
+        if not ready and not problems:
+            problems = ["not healthy"]
+        view[name] = {"ready": ready, "problems": problems}
+    return view
+
+
 def run(args: argparse.Namespace) -> int:
     conn = connection.resolve(args)
     broker = conn.broker()  # bad settings are exit 2 before anything is tried
@@ -191,8 +227,11 @@ def run(args: argparse.Namespace) -> int:
     except Unreachable as exc:
         unreachable.append(str(exc))
     doc["broker_reachable"] = broker_ok
+    doc["readiness"] = readiness_view(health_urls())
     # Without the broker nothing is known about the services: say that once instead of "offline" five times.
     problems = [f"{name} offline" for name, s in doc["services"].items() if broker_ok and not s["online"]]
+    for name, ready in doc["readiness"].items():
+        problems.extend(f"{name} not ready: {problem}" for problem in ready["problems"])
     if broker_ok and not doc["plc"]["reachable"]:
         problems.append(f"PLC unreachable ({doc['plc'].get('last_error') or 'no detail'})")
     problems += [f"PLC alarm: {a.get('message') or a.get('kind')}" for a in doc["plc"].get("alarms") or ()]
@@ -221,7 +260,15 @@ def human(doc: dict[str, Any]) -> str:
     for name, s in doc["services"].items() if doc["broker_reachable"] else ():
         state = "online " if s["online"] else "OFFLINE"
         version = f"v{s['version']}" if s.get("version") else ""
-        lines.append(f"{name:<16} {state} {version}".rstrip())
+        ready = doc.get("readiness", {}).get(name)
+        verdict = (
+            ""
+            if ready is None
+            else "  ready"
+            if ready["ready"]
+            else "  NOT READY: " + "; ".join(ready["problems"])
+        )
+        lines.append(f"{name:<16} {state} {version}{verdict}".rstrip())
     plc = doc["plc"]
     if not doc["broker_reachable"]:
         pass  # nothing known about the PLC either: the line above says why

@@ -27,7 +27,7 @@ from shared.db.claim import claim_failures
 from shared.db.models import EquipmentFailure
 from shared.db.repo import audit, now
 from shared.db.session import make_session_factory, transaction
-from shared.health import start_health_server
+from shared.health import readiness, start_health_server
 from shared.mqtt.client import Message, MqttLink, json_object
 from shared.mqtt.events import failure_event
 from shared.mqtt.payloads import answers, iso, utc_now
@@ -91,11 +91,16 @@ class FailureMonitor:
     def health(self) -> dict[str, Any]:
         mqtt_ok = self.link.connected.is_set()
         stalled = time.monotonic() - self.last_loop > 60
-        return {
-            "healthy": mqtt_ok and self.db_ok and not stalled,
-            "mqtt_connected": mqtt_ok,
-            "database_ok": self.db_ok,
-        }
+        return readiness(
+            {
+                "broker": None if mqtt_ok else "not connected",
+                "database": None if self.db_ok else "unavailable",
+                "odoo": self.odoo.login_error,
+                "loop": "stalled for more than 60 s" if stalled else None,
+            },
+            mqtt_connected=mqtt_ok,
+            database_ok=self.db_ok,
+        )
 
     def run(self, stop: threading.Event) -> None:
         health = start_health_server(self.s.health_port, self.metrics.registry, self.health, self.s.health_host)

@@ -39,7 +39,7 @@ from shared.db.repo import (
     set_actuals,
 )
 from shared.db.session import make_session_factory, transaction
-from shared.health import start_health_server
+from shared.health import readiness, start_health_server
 from shared.mqtt.client import Message, MqttLink, json_object
 from shared.mqtt.events import BatchEvent, batch_event
 from shared.mqtt.payloads import iso, utc_now
@@ -183,12 +183,17 @@ class Planner:
     def health(self) -> dict[str, Any]:
         stalled = time.monotonic() - self.last_tick > 30
         mqtt_ok = self.link.connected.is_set()
-        return {
-            "healthy": mqtt_ok and self.db_ok and not stalled,
-            "mqtt_connected": mqtt_ok,
-            "database_ok": self.db_ok,
-            "pending_commands": len(self.pending),
-        }
+        return readiness(
+            {
+                "broker": None if mqtt_ok else "not connected",
+                "database": None if self.db_ok else "unavailable",
+                "odoo": self.feed.client.login_error,
+                "loop": "stalled for more than 30 s" if stalled else None,
+            },
+            mqtt_connected=mqtt_ok,
+            database_ok=self.db_ok,
+            pending_commands=len(self.pending),
+        )
 
     # ------------------------------------------------------------------ messages
 

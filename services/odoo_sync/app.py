@@ -23,7 +23,7 @@ from shared.db.claim import claim_batches, due
 from shared.db.models import MoBatch
 from shared.db.repo import actuals_of, archive, move, now
 from shared.db.session import make_session_factory, transaction
-from shared.health import start_health_server
+from shared.health import readiness, start_health_server
 from shared.mqtt.client import MqttLink, json_object
 from shared.mqtt.events import BatchEvent, batch_event
 from shared.odoo.client import OdooClient
@@ -81,11 +81,16 @@ class Syncer:
     def health(self) -> dict[str, Any]:
         mqtt_ok = self.link.connected.is_set()
         stalled = time.monotonic() - self.last_loop > max(120.0, 4 * self.s.sync_sweep_s)
-        return {
-            "healthy": mqtt_ok and self.db_ok and not stalled,
-            "mqtt_connected": mqtt_ok,
-            "database_ok": self.db_ok,
-        }
+        return readiness(
+            {
+                "broker": None if mqtt_ok else "not connected",
+                "database": None if self.db_ok else "unavailable",
+                "odoo": self.odoo.login_error,
+                "loop": "stalled" if stalled else None,
+            },
+            mqtt_connected=mqtt_ok,
+            database_ok=self.db_ok,
+        )
 
     def run(self, stop: threading.Event) -> None:
         health = start_health_server(self.s.health_port, self.metrics.registry, self.health, self.s.health_host)

@@ -16,7 +16,7 @@ from shared import __version__
 from shared.config import ConfigError
 from shared.fins.client import FinsClient
 from shared.fins.errors import FinsError, FinsTimeout
-from shared.health import start_health_server
+from shared.health import readiness, start_health_server
 from shared.mqtt.client import Message, MqttLink
 from shared.mqtt.payloads import (
     AckFailure,
@@ -166,12 +166,18 @@ class Gateway:
     def health(self) -> dict[str, Any]:
         stalled = time.monotonic() - self.last_cycle_at > max(10.0, 20 * self.settings.poll_interval_ms / 1000)
         mqtt_ok = self.link.connected.is_set()
-        return {
-            "healthy": mqtt_ok and not stalled,
-            "mqtt_connected": mqtt_ok,
-            "poll_loop_stalled": stalled,
-            "plc_reachable": bool(self.plc_reachable),
-        }
+        # An unreachable PLC makes the gateway not ready (nothing can be dosed), but it keeps polling: a
+        # restart would not help, and the PLC coming back clears the problem by itself.
+        return readiness(
+            {
+                "broker": None if mqtt_ok else "not connected",
+                "plc": None if self.plc_reachable else f"unreachable ({self.last_error or 'no reply yet'})",
+                "loop": "poll loop stalled" if stalled else None,
+            },
+            mqtt_connected=mqtt_ok,
+            poll_loop_stalled=stalled,
+            plc_reachable=bool(self.plc_reachable),
+        )
 
     # ------------------------------------------------------------------ polling
 

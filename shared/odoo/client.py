@@ -127,6 +127,9 @@ class OdooClient:
         self._failures = 0
         self._next_login_at = 0.0
         self.session_info: SessionInfo | None = None
+        # Why the last login attempt failed (Odoo's message, never the password); None once a login succeeds.
+        # Services report it in /healthz: with every login refused they are not ready.
+        self.login_error: str | None = None
 
     # ------------------------------------------------------------------ transport
 
@@ -207,6 +210,7 @@ class OdooClient:
         try:
             result = unwrap(self._send("POST", LOGIN_PATH, params), endpoint=LOGIN_PATH)
         except OdooServerError as exc:
+            self.login_error = f"login refused for {s.odoo_login!r} on db {s.odoo_db!r}: {exc.message}"
             if COOLDOWN_TEXT in exc.message:
                 self._failures = max(self._failures, s.odoo_login_max_failures)
                 self._next_login_at = now + s.odoo_login_cooldown
@@ -234,6 +238,7 @@ class OdooClient:
             raise OdooProtocolError("login succeeded but no session_id cookie was set", endpoint=LOGIN_PATH)
         self._failures = 0
         self._next_login_at = 0.0
+        self.login_error = None
         self._generation += 1
         self._logged_in = True
         self.session_info = info

@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--db", default="plant")
     p.add_argument("--login", default="admin")
     p.add_argument("--password", default="admin")
+    # A file, so that the password the services use (a compose secret) never shows on a command line.
+    p.add_argument("--password-file", type=Path, help="read the password from this file (wins over --password)")
     p.add_argument("--cooldown-after", type=int, default=5, help="failed logins before the lock; 0 = no lock")
     p.add_argument("--cooldown-seconds", type=float, default=60.0)
     p.add_argument("--session-ttl", type=float, default=SEVEN_DAYS, help="session GC age in seconds")
@@ -51,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("odoo_sim").warning("no recorded reply at %s: generated MOs only", DEFAULT_SEED)
     else:
         seed = None if args.seed.lower() == "none" else Path(args.seed)
+    password = args.password
+    if args.password_file is not None:
+        # Stripped like the services' *_FILE reader (shared/config.py), so both sides agree on the password.
+        password = args.password_file.read_text(encoding="utf-8").strip()
     handle = start_server(
         args.host,
         args.port,
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         rng_seed=args.rng_seed,
         db=args.db,
         login=args.login,
-        password=args.password,
+        password=password,
         cooldown_after=args.cooldown_after,
         cooldown_seconds=args.cooldown_seconds,
         session_ttl=args.session_ttl,

@@ -267,3 +267,63 @@ def test_console_is_published_on_loopback_with_its_own_users_and_read_role(confi
     [port] = console["ports"]
     published = port if isinstance(port, str) else f"{port.get('host_ip')}:{port['published']}:{port['target']}"
     assert str(published).startswith("127.0.0.1:") and str(published).removesuffix("/tcp").endswith(":8090")
+
+
+def test_docs_name_only_services_compose_has(config: dict[str, Any]) -> None:
+    """Issue 13, defect 3: `docker-compose restart odoo_sync` (underscore) named no service."""
+    services = set(config["services"])
+    verbs = "restart|exec|run|logs|stop|start|kill|up|ps|rm"
+    pattern = re.compile(
+        rf"docker-compose\s+(?:--profile\s+[^\s`]+\s+)*(?:{verbs})[ \t]+((?:-{{1,2}}[^\s`]+[ \t]+)*)([a-z][\w-]*)"
+    )
+    docs = [REPO / "README.md", REPO / "secrets" / "README.md", REPO / "mosquitto" / "README.md",
+            REPO / "docker-compose.yml", REPO / "mosquitto" / "mosquitto.conf", REPO / ".env.example"]  # fmt: skip
+    named = []
+    for doc in docs:
+        for match in pattern.finditer(doc.read_text(encoding="utf-8")):
+            flags, name = match.groups()
+            if name in {"d", "rm"} or flags.rstrip().endswith(("-s", "--entrypoint", "-e")):
+                continue
+            named.append(name)
+            assert name in services, f"{doc.name}: `{match.group(0)}` names no compose service"
+    assert {"odoo-sync", "mo-planner", "edgectl", "mqtt-passwd", "mosquitto"} <= set(named)
+
+
+def test_edgectl_service_has_the_operator_user_and_secret(config: dict[str, Any]) -> None:
+    """Issue 13, defect 5: an operator CLI under compose, with the one broker user allowed to arm."""
+    svc = config["services"]["edgectl"]
+    env = env_of(svc)
+    assert urllib.parse.urlsplit(env["MQTT_URL"]).username == "operator"
+    assert env["MQTT_PASSWORD_FILE"] == "/run/secrets/mqtt_operator"
+    assert {s["source"] for s in svc["secrets"]} == {"mqtt_operator", "postgres_password"}
+    assert svc["profiles"] == ["tools"] and svc["entrypoint"] == ["edgectl"]
+    for name in SERVICES:
+        assert f"{name}:8080/healthz" in env["EDGECTL_HEALTH_URLS"].replace(" ", "")
+
+
+def test_fixed_client_ids_and_expiring_orphaned_sessions(config: dict[str, Any]) -> None:
+    """Issue 13, defect 8: a re-created container must resume its session, not leave one behind."""
+    ids = [env_of(config["services"][name])["MQTT_CLIENT_ID"] for name in SERVICES]
+    assert ids == list(SERVICES.values())
+    conf = (REPO / "mosquitto" / "mosquitto.conf").read_text()
+    assert re.search(r"^persistent_client_expiration \d+[hdwmy]$", conf, re.MULTILINE)
+
+
+def test_no_anonymous_volume_and_pinned_dependencies(config: dict[str, Any]) -> None:
+    """Issue 13, defect 7: the broker image's /mosquitto/log VOLUME gets a named volume; the image installs
+    the locked versions."""
+    broker = config["services"]["mosquitto"]
+    targets = {v["target"] if isinstance(v, dict) else str(v).split(":")[1] for v in broker["volumes"]}
+    assert "/mosquitto/log" in targets and "mosquitto-log" in config["volumes"]
+    assert "pip install -c requirements.lock ." in (REPO / "Dockerfile").read_text()
+    assert "useradd --system" not in (REPO / "Dockerfile").read_text()
+
+
+def test_sim_profile_uses_the_services_odoo_login_and_serves_mos(tmp_path: Path) -> None:
+    """Issue 13, defects 1 and 2."""
+    sim = compose_config(tmp_path, "--profile", "sim")["services"]["odoo-sim"]
+    cmd = sim["command"]
+    assert cmd[cmd.index("--db") + 1] == "production" and cmd[cmd.index("--login") + 1] == "scada@example.com"
+    assert cmd[cmd.index("--password-file") + 1] == "/run/secrets/odoo_password"
+    assert int(cmd[cmd.index("--extra-mos") + 1]) > 0
+    assert {s["source"] for s in sim["secrets"]} == {"odoo_password"}

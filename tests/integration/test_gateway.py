@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -393,8 +394,12 @@ def test_plc_unreachable_is_visible_and_recovers(plant: Plant, tmp_path: Path) -
         lambda t, b: t == f"{ROOT}/gateway/status" and b["plc"]["reachable"] is False, 10, since=start
     )
     assert down["state"] == "online" and down["plc"]["last_error"]
-    health = urllib.request.urlopen(f"http://127.0.0.1:{plant.health_port}/healthz", timeout=5)
-    assert json.loads(health.read())["plc_reachable"] is False
+    # Not ready while the PLC is away (503), and /healthz says why (issue 13, defect 6).
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{plant.health_port}/healthz", timeout=5)
+    assert refused.value.code == 503
+    body = json.loads(refused.value.read())
+    assert body["plc_reachable"] is False and body["problems"][0].startswith("plc: unreachable")
     plant.sim = Proc("plc-sim", plant.sim.args, {}, tmp_path / "sim2.log").start()
     plant.watch.wait_for(
         lambda t, b: t == f"{ROOT}/gateway/status" and b["plc"]["reachable"] is True, 15, since=start

@@ -101,8 +101,13 @@ def test_login_backoff_never_hammers(odoo_sim: SimServer, caplog: pytest.LogCapt
     """O7.3: failures are spaced out; after 5 the client pauses for the cooldown; password never logged."""
     caplog.set_level(logging.DEBUG)
     bad = make_client(odoo_sim, odoo_password="wrong-secret-xyz")
+    assert bad.login_error is None
     with pytest.raises(OdooAuthError, match="Access Denied"):
         bad.list_mos()
+    # what /healthz reports (issue 13, defect 6): the refusal and Odoo's reason, never the password
+    assert (
+        bad.login_error is not None and "login refused" in bad.login_error and "Access Denied" in bad.login_error
+    )
     with pytest.raises(OdooLoginCooldown) as info:
         bad.list_mos()  # immediately again: refused locally
     assert 0 < info.value.retry_after <= 0.05
@@ -129,6 +134,7 @@ def test_login_backoff_never_hammers(odoo_sim: SimServer, caplog: pytest.LogCapt
     assert _count(odoo_sim.url, LOGIN) == 6
     time.sleep(1.05)
     assert good.login().uid == 2
+    assert good.login_error is None  # a successful login clears it
     assert "wrong-secret-xyz" not in caplog.text  # neither our logs nor urllib3/sim debug lines show it
 
 

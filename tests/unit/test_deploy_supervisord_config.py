@@ -87,7 +87,11 @@ def test_config_has_restart_stop_and_log_settings_and_no_secret(tmp_path: Path) 
     assert sync["MQTT_PASSWORD"] == "plain-secret-%-value" and "MQTT_PASSWORD_FILE" not in sync
     sim = parser["program:plc_sim"]["command"]
     assert "--host 192.168.250.1 --port 9600 --control-port 9700 --slots 1 --speed 1" in sim
-    assert "--host odoo.example.com --port 8069 --extra-mos 0" in parser["program:odoo_sim"]["command"]
+    assert "--host odoo.example.com --port 8069 --extra-mos 40" in parser["program:odoo_sim"]["command"]
+    # odoo-sim accepts the services' own login (issue 13, defect 1): the services would lock themselves out
+    odoo_sim = parser["program:odoo_sim"]["command"]
+    assert "--db production --login scada@example.com --password-file " in odoo_sim
+    assert odoo_sim.endswith("/secrets/odoo_password")
 
 
 def test_percent_signs_survive_supervisors_interpolation(tmp_path: Path) -> None:
