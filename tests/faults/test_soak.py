@@ -180,7 +180,7 @@ def test_soak(
     failures = max(3, mos // 6)
     chaos = Chaos(s, rng, mos)
     plan = Plan(seed, mos, failures=failures)
-    drive(s, plan, budget_s=60 + mos * 1.5, step=chaos.step, failure_every=rng.uniform(1.0, 3.0))
+    drive(s, plan, budget_s=60 + mos * 4.0, step=chaos.step, failure_every=rng.uniform(1.0, 3.0))
     chaos.clear_all()
     # An MO cancelled in Odoo just as it was written (inside RECHECK_S) is dosed, and Odoo refuses its report:
     # attention is the honest end for it, as for a scaled one.
