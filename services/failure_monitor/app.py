@@ -349,6 +349,10 @@ class FailureMonitor:
                 row.next_attempt_at = next_attempt_at(
                     now(), attempts, self.s.report_retry_s, self.s.report_retry_max_s, key=event_id
                 )
+                if isinstance(exc, OdooTransportError) and exc.may_still_run:
+                    # Odoo keeps working on a request whose client gave up: a look-up before it lands finds
+                    # nothing and posts again (a double). Look only once the longest call is surely over.
+                    row.next_attempt_at = max(row.next_attempt_at, now() + dt.timedelta(seconds=self._lease_s()))
             self.metrics.report_errors.inc()
             log.warning("failure report failed; will retry", extra={"event_id": event_id, "error": str(exc)})
             return True

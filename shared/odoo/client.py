@@ -159,7 +159,9 @@ class OdooClient:
         except requests.ConnectTimeout:
             raise OdooTransportError("connect timeout", endpoint=path, outcome_unknown=False) from None
         except requests.Timeout:
-            raise OdooTransportError(f"no reply within {read_timeout}s", endpoint=path) from None
+            raise OdooTransportError(
+                f"no reply within {read_timeout}s", endpoint=path, may_still_run=True
+            ) from None
         except requests.ConnectionError as exc:
             refused = "NewConnectionError" in repr(exc) or "Connection refused" in str(exc)
             raise OdooTransportError(

@@ -33,15 +33,24 @@ class OdooTransportError(OdooError):
     """No usable reply: connection refused/reset, timeout, HTTP 5xx, HTML or non-JSON body.
 
     ``outcome_unknown`` is True when the request may have reached the server (everything except a refused
-    connection): a non-idempotent call must then be checked before it is sent again.
+    connection): a non-idempotent call must then be checked before it is sent again. ``may_still_run`` is True
+    when we stopped waiting while Odoo may still be working on it (our read timeout, a proxy's 504): a check
+    made before that work ends finds nothing, so it must wait until the longest call is surely over.
     """
 
     def __init__(
-        self, message: str, *, endpoint: str = "", http_status: int | None = None, outcome_unknown: bool = True
+        self,
+        message: str,
+        *,
+        endpoint: str = "",
+        http_status: int | None = None,
+        outcome_unknown: bool = True,
+        may_still_run: bool = False,
     ) -> None:
         super().__init__(message, endpoint=endpoint)
         self.http_status = http_status
         self.outcome_unknown = outcome_unknown
+        self.may_still_run = may_still_run or http_status == 504
 
 
 class OdooProtocolError(OdooTransportError):

@@ -236,3 +236,31 @@ def test_database_settings_reach_postgresql(idle: System) -> None:
         for (name,) in idle.sql("SELECT application_name FROM pg_stat_activity WHERE datname = current_database()")
     }
     assert {"mo_planner", "odoo_sync", "failure_monitor"} <= names, names
+
+
+def test_a_report_odoo_is_still_processing_after_our_timeout_is_not_posted_twice(tmp_path: Path) -> None:
+    """Odoo takes 4 s for the post, the client gives up after 3 s (outcome unknown). Odoo still books it a second
+    later: a look-up made before that finds nothing and posts again. The look-up waits for the report's lease
+    (the longest one call can take), as after a crash."""
+    s = System(
+        tmp_path,
+        extra_mos=0,
+        odoo_args=["--seed", "none"],
+        env={"REPORT_RETRY_S": "0.3", "ODOO_CONNECT_TIMEOUT": "1", "ODOO_READ_TIMEOUT": "3"},
+    )
+    try:
+        fault = {"kind": "latency", "seconds": 4.0, "route": "/api/scada/equipment-failure", "method": "POST"}
+        s.odoo("POST", "/_sim/faults", fault)
+        s.plc("POST", "/failure", {"equipment": "silo104", "description": "SLOW_ODOO"})
+        wait_until(
+            lambda: (
+                s.sql("SELECT reported_at FROM equipment_failure")
+                and s.sql("SELECT reported_at FROM equipment_failure")[0].reported_at is not None
+            ),
+            60,
+            what="the failure reported",
+        )
+        time.sleep(2.0)
+        assert len(s.odoo_state()["failures"]) == 1, s.odoo_state()["failures"]
+    finally:
+        s.stop()
