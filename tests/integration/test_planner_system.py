@@ -294,7 +294,9 @@ def test_every_state_timestamp_is_the_time_of_its_transition(tmp_path: Path) -> 
                 "AND a.action = 'transition' AND a.to_state = :st",
                 st=state,
             )
-            assert rows, state
+            # written and reported happen to every batch; accepted / running may be skipped (a PLC that latches
+            # and doses between two polls goes straight to running or finished).
+            assert rows or state in ("accepted", "running"), state
             for mo_id, stamped, transition_at in rows:
                 assert stamped == transition_at, (mo_id, state, stamped, transition_at)
         assert {u for (u,) in s.sql("SELECT update_odoo FROM mo_histories")} == {True}
