@@ -136,8 +136,9 @@ class Planner:
         # MOs with nothing the PLC can dose, by the content Odoo showed: looked at again once that changes.
         self.skipped_mos: dict[str, str] = {}
         self.weightless_since: dict[str, float] = {}  # finished on the PLC, weight not written yet
-        # When Odoo last confirmed a queued MO as stored (list or mo-detail), and when a re-check failed.
-        self.odoo_seen: dict[str, float] = {}
+        # When mo-detail last cleared a queued MO for writing (it holds what is queued), and when such a
+        # re-check failed (Odoo unreachable). The MO list alone never clears a write: it may be seconds old.
+        self.cleared: dict[str, float] = {}
         self.check_failed: dict[str, float] = {}
         self.next_poll = 0.0
         self.last_poll_request = 0.0
@@ -449,7 +450,7 @@ class Planner:
             if isinstance(result, DetailResult):
                 if result.mo is None:
                     self.metrics.odoo_errors.inc()
-                self._recheck(result.mo_id, result.mo)
+                self._recheck(result.mo_id, result.mo, detail=True)
                 checked = True
             elif result.mos is not None:
                 added = self.enqueue(result.mos)
@@ -560,7 +561,6 @@ class Planner:
                         row.last_error = reason
             except IntegrityError:
                 continue  # another writer queued it first: nothing doubled
-            self.odoo_seen[mo.mo_id] = time.monotonic()
             if batch.problems:
                 log.error("MO not dosed", extra={"mo_id": mo.mo_id, "problems": batch.problems})
                 self._event("attention", mo.mo_id, None, reason="; ".join(batch.problems))
@@ -571,7 +571,7 @@ class Planner:
             self._event("queued", mo.mo_id, None, warnings=batch.warnings)
         return added
 
-    def _recheck(self, mo_id: str, mo: Mo | None) -> bool:
+    def _recheck(self, mo_id: str, mo: Mo | None, *, detail: bool = False) -> bool:
         """Reconcile a queued batch (no write sent yet) with the MO as Odoo shows it now; True if there was one.
         `mo` None: Odoo could not say (outage): noted, so the batch is written as queued (dosing goes on)."""
         if mo is None:
@@ -606,20 +606,22 @@ class Planner:
                     after={"quantity": decision.values.quantity, "targets": dict(decision.values.targets)},
                 )
                 events.append(("queued", {"reason": decision.reason}))
-        self.odoo_seen[mo_id] = time.monotonic()
-        self.check_failed.pop(mo_id, None)
+        if detail:
+            self.cleared[mo_id] = time.monotonic()
+            self.check_failed.pop(mo_id, None)
         for event, details in events:
             log.warning("queued batch changed by Odoo", extra={"mo_id": mo_id, "event": event, **details})
             self._event(event, mo_id, None, **details)
         return True
 
     def _confirmed(self, mo_id: str) -> bool:
-        """May a queued MO be written now? Only if Odoo showed it as queued within RECHECK_S, or if asking Odoo
+        """May a queued MO be written now? Only if mo-detail showed it as queued within RECHECK_S (the MO list
+        does not count: it may be seconds old, and a cancel in between was dosed in the soak), or if asking Odoo
         failed that recently: an Odoo outage never stops dosing (the look-ahead is there to ride it out), the
         batch is then written as it was queued."""
         mono = time.monotonic()
         recent = self.s.recheck_s
-        return mono - self.odoo_seen.get(mo_id, -math.inf) <= recent or (
+        return mono - self.cleared.get(mo_id, -math.inf) <= recent or (
             mono - self.check_failed.get(mo_id, -math.inf) <= recent
         )
 
@@ -662,6 +664,7 @@ class Planner:
                     continue
                 row.slot = slot
                 row.write_request_id = row.write_request_id or f"wb-{uuid.uuid4().hex}"
+                self.cleared.pop(row.mo_id, None)  # used: a later write of this MO asks Odoo again
                 pending = Pending(
                     "write_batch",
                     row.write_request_id,

@@ -21,7 +21,7 @@ class PlannerSettings(ServiceSettings, DatabaseSettings, OdooSettings):
     recheck_s: float = Field(
         default=2.0,
         gt=0,
-        description="a queued MO is written only if Odoo showed it unchanged this recently (else mo-detail first)",
+        description="a queued MO is written only within this long after mo-detail showed it unchanged",
     )
     command_timeout_s: float = Field(default=10.0, gt=0, description="resend a command without reply after")
     command_ttl_s: float = Field(default=30.0, gt=0, description="expires_at of commands to the gateway")
