@@ -296,8 +296,10 @@ def test_containers_run_as_non_root(stack: Stack) -> None:
 
 
 def test_no_secret_in_inspect_logs_or_image_history(stack: Stack) -> None:
-    secrets = stack.secrets()
-    assert len(secrets) == 8, sorted(secrets)
+    # The README block writes 10 random secrets and an empty console_users placeholder (the console, in its own
+    # compose profile, is not started here; it needs users written by console-users first).
+    secrets = {name: value for name, value in stack.secrets().items() if name != "console_users"}
+    assert len(secrets) == 10, sorted(secrets)
     assert all(len(v) >= 16 for v in secrets.values())
     ids = [stack.container(n) for n in LONG_RUNNING]
     haystack = _run(["docker", "inspect", *ids]).stdout
