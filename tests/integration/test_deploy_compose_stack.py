@@ -408,10 +408,10 @@ def test_restart_kill_and_down_up_keep_the_data_and_leave_nothing_behind(stack: 
     kept = stack.archived()
     assert stack.compose("down", timeout=240).returncode == 0
     assert stack.compose("up", "-d", timeout=300).returncode == 0
-    # odoo-sim starts afresh with `up`: only batches archived from now on were reported to the Odoo we can ask
-    # (one archived while `down` was stopping the stack went to the old one).
-    restarted_at = stack.psql("SELECT now()")
     stack.wait_healthy()
+    # odoo-sim starts afresh with `up`: only batches archived from now on were surely reported to the Odoo we
+    # can ask (one archived while `down` was stopping the stack went to the old one).
+    restarted_at = stack.psql("SELECT now()")
     assert stack.archived() >= kept, "down + up lost archived batches"
     stack.wait_archived(more_than=kept)
     # `down` also stops plc-sim, which is a PLC reboot: the batch it was dosing is gone from its memory and
