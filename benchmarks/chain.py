@@ -50,6 +50,7 @@ def run_once(batches: int, slots: int, batch_seconds: float, poll_ms: int) -> Re
             slots=slots,
             batch_seconds=batch_seconds,
             extra_mos=batches + 5 * slots + 5,
+            sim_args=["--scan-ms", "0"],  # the chain's own cost; section 5 measures a PLC's scan time
             odoo_args=["--seed", "none"],
             env={"POLL_INTERVAL_MS": str(poll_ms), "LOG_LEVEL": "WARNING", "SYNC_SWEEP_S": "30"},
         )

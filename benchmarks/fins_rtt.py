@@ -29,7 +29,7 @@ ADDRESS, WORDS = 6000, 77
 
 
 def start_simulator() -> tuple[subprocess.Popen[str], int]:
-    cmd = [sys.executable, "-m", "simulators.plc", "--port", "0", "--log-level", "WARNING"]
+    cmd = [sys.executable, "-m", "simulators.plc", "--port", "0", "--scan-ms", "0", "--log-level", "WARNING"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
     assert proc.stdout is not None
     deadline = time.monotonic() + 15

@@ -41,6 +41,8 @@ def run(poll_ms: int, samples: int, tmp: Path) -> None:
             str(control_port),
             "--node",
             "1",
+            "--scan-ms",
+            "0",  # this section measures the gateway's own latency; section 5 adds a PLC's scan time
         ],
         {},
         tmp / f"sim-{poll_ms}.log",
