@@ -29,7 +29,9 @@ from tests.support.system import SERVICES, System
 
 @dataclass
 class Result:
+    slots: int
     batch_seconds: float
+    per_hour: float
     f2o_ms: list[float]
     gap_ms: list[float]
     noise_p50_us: float
@@ -43,14 +45,14 @@ def tail(values: list[float]) -> str:
     )
 
 
-def run_once(batches: int, slots: int, batch_seconds: float, poll_ms: int) -> Result:
+def run_once(batches: int, slots: int, batch_seconds: float, poll_ms: int, scan_ms: float) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         s = System(
             Path(tmp),
             slots=slots,
             batch_seconds=batch_seconds,
             extra_mos=batches + 5 * slots + 5,
-            sim_args=["--scan-ms", "0"],  # the chain's own cost; section 5 measures a PLC's scan time
+            sim_args=["--scan-ms", f"{scan_ms:g}"],  # 0: the chain's own cost; > 0: a PLC's scan time too
             odoo_args=["--seed", "none"],
             env={"POLL_INTERVAL_MS": str(poll_ms), "LOG_LEVEL": "WARNING", "SYNC_SWEEP_S": "30"},
         )
@@ -91,9 +93,11 @@ def run_once(batches: int, slots: int, batch_seconds: float, poll_ms: int) -> Re
             p50_us, p99_us = percentile(rtts, 50) * 1e6, percentile(rtts, 99) * 1e6
             print(
                 f"chain: {done} batches measured ({end_count} archived), {slots} slots, batch (dosing) time "
-                f"{batch_seconds:.1f} s, poll {poll_ms} ms, load average {os.getloadavg()[0]:.1f}"
+                f"{batch_seconds:.1f} s, poll {poll_ms} ms, PLC scan {scan_ms:g} ms, "
+                f"load average {os.getloadavg()[0]:.1f}"
             )
-            print(f"  noise baseline: bare-socket FINS round trip p50={p50_us:.0f} us p99={p99_us:.0f} us")
+            scans = " (includes the simulated scans)" if scan_ms else ""
+            print(f"  noise baseline: bare-socket FINS round trip p50={p50_us:.0f} us p99={p99_us:.0f} us{scans}")
             print(f"  PLC finish stored -> Odoo updated: {tail(f2o)}")
             print(f"  slot free (ack) -> next batch written: {tail(gap_ms)}")
             print(
@@ -103,7 +107,7 @@ def run_once(batches: int, slots: int, batch_seconds: float, poll_ms: int) -> Re
             for name in SERVICES:
                 cpu = 100 * (cpu1[name].cpu_seconds - cpu0[name].cpu_seconds) / (t1 - t0)
                 print(f"  {name:16s} CPU {cpu:5.1f}%  RSS {cpu1[name].rss_bytes / 2**20:6.1f} MiB")
-            return Result(batch_seconds, f2o, gap_ms, p50_us, p99_us)
+            return Result(slots, batch_seconds, per_hour, f2o, gap_ms, p50_us, p99_us)
         finally:
             s.stop()
 
@@ -111,13 +115,26 @@ def run_once(batches: int, slots: int, batch_seconds: float, poll_ms: int) -> Re
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batches", type=int, default=200)
-    ap.add_argument("--slots", type=int, default=4)
+    ap.add_argument("--slots", type=int, nargs="+", default=[4], help="several values: throughput compared")
     ap.add_argument("--batch-seconds", type=float, nargs="+", default=[0.5, 5.0])
     ap.add_argument("--poll-ms", type=int, default=500)
+    ap.add_argument("--scan-ms", type=float, default=0.0, help="plc-sim scan time (0 = instant replies)")
     args = ap.parse_args()
-    results = [run_once(args.batches, args.slots, b, args.poll_ms) for b in args.batch_seconds]
+    results = [
+        run_once(args.batches, n, b, args.poll_ms, args.scan_ms) for n in args.slots for b in args.batch_seconds
+    ]
+    fewest = min(args.slots)
+    for r in results:
+        if r.slots != fewest:
+            base = next(x for x in results if x.slots == fewest and x.batch_seconds == r.batch_seconds)
+            print(
+                f"  throughput {r.slots} slots vs {fewest}: x{r.per_hour / base.per_hour:.1f} "
+                f"({r.per_hour:.0f} vs {base.per_hour:.0f} batches/hour, dosing {r.batch_seconds:g} s)"
+            )
     short = results[0]
     for r in results[1:]:
+        if r.slots != short.slots:
+            continue
         factor = r.batch_seconds / short.batch_seconds
         noise = f"noise: bare-socket p99 {short.noise_p99_us:.0f} us vs {r.noise_p99_us:.0f} us"
         for what, a, b in (

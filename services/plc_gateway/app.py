@@ -182,12 +182,15 @@ class Gateway:
     # ------------------------------------------------------------------ polling
 
     async def poll_once(self) -> None:
-        """One poll: one FINS read per area (see area_poll.py); commands run between the reads."""
+        """One poll: three FINS reads (see area_poll.py); commands run between the reads."""
         assembler = BlockAssembler(self.map)
         for read in self.poll_plan:
             await self.turns.turn()
             started = time.perf_counter()
-            words = await self.fins.read_words(read.address, read.count)
+            if read.addresses:
+                words = await self.fins.read_multiple(read.addresses)
+            else:
+                words = await self.fins.read_words(read.address, read.count)
             self.metrics.fins_rtt.observe(time.perf_counter() - started)
             for area, slot, block in assembler.add(read, words):
                 self._publish_block(area, slot, block)

@@ -1,13 +1,15 @@
 """Whole-area polling: which FINS reads one poll makes, and how each read is cut into slot blocks. Pure.
 
 A CJ2M serves FINS at the end of a scan (one or two scans per command), so a poll costs PLC scans, not bytes.
-The gateway therefore reads each mapped area in ONE `0101` read: all active READ slots (D6000 .. D6976 for 10
-slots: 977 words, inside the 999-word limit), all active WRITE slots, the failure area, and any area the map
-adds. Three commands per poll whatever the slot count. An area is split only when its span exceeds the chunk
-limit (`FINS_CHUNK_WORDS`), and then at slot boundaries, so a slot's block always comes from one read (one
-scan); a single block larger than the limit is split into pieces (the map would have to allow that).
+The gateway therefore reads each batch slot area in ONE `0101` read: all active READ slots (D6000 .. D6976 for
+10 slots: 977 words, inside the 999-word limit), all active WRITE slots; and the single areas (the failure
+event, the manual-weighing area and any the map adds) together in ONE `0104` read of their words: they lie too
+far apart for one `0101` (D8000 .. D9048 is 1,049 words) and are small (72 words, 0104 takes 167). Three
+commands per poll whatever the slot count. A read is split only when the chunk limit (`FINS_CHUNK_WORDS`, and
+167 items for 0104) forces it, and then at block boundaries, so a block always comes from one read (one scan);
+a single block larger than the limit is split into pieces (the map would have to allow that).
 
-`per_slot=True` keeps the old plan (one read per slot block, 2N + 1 per poll) for comparisons.
+`per_slot=True` keeps the old plan (one read per block, 2N + 2 per poll) for comparisons.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from shared.fins.frames import MAX_MULTIPLE_ITEMS
 from shared.mqtt.topics import Topics
 from shared.plc.memory_map import AreaName, MemoryMap
 
@@ -34,9 +37,12 @@ class Piece:
 
 @dataclass(frozen=True, slots=True)
 class PlannedRead:
+    """`count` words from `address` (0101); or, when `addresses` is set, exactly those words (0104)."""
+
     address: int
     count: int
     pieces: tuple[Piece, ...]
+    addresses: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,18 +109,49 @@ def _group(blocks: Sequence[_Block], chunk_words: int) -> Iterator[PlannedRead]:
         yield flush()
 
 
+def _group_scattered(blocks: Sequence[_Block], limit: int) -> Iterator[PlannedRead]:
+    """Whole blocks, wherever they lie, into 0104 reads of at most `limit` words."""
+    group: list[_Block] = []
+
+    def flush() -> PlannedRead:
+        pieces: list[Piece] = []
+        addresses: list[int] = []
+        for b in group:
+            pieces.append(Piece(b.area, b.slot, len(addresses), 0, b.words))
+            addresses.extend(range(b.address, b.address + b.words))
+        return PlannedRead(group[0].address, len(addresses), tuple(pieces), tuple(addresses))
+
+    for block in blocks:
+        if block.words > limit:
+            if group:
+                yield flush()
+                group = []
+            yield from _split(block, limit)
+            continue
+        if group and sum(b.words for b in group) + block.words > limit:
+            yield flush()
+            group = []
+        group.append(block)
+    if group:
+        yield flush()
+
+
 def plan_reads(m: MemoryMap, chunk_words: int, *, per_slot: bool = False) -> list[PlannedRead]:
-    """The reads of one poll, area by area in map order."""
+    """The reads of one poll: the slot areas in map order, then the single areas together."""
     if chunk_words < 1:
         raise ValueError(f"chunk_words {chunk_words} must be >= 1")
     reads: list[PlannedRead] = []
+    singles: list[_Block] = []
     for area in m.areas:
         blocks = sorted(_blocks(m, area), key=lambda b: b.address)
         if per_slot:
             for block in blocks:
                 reads.extend(_group([block], chunk_words))
-        else:
+        elif area in SLOT_AREAS:
             reads.extend(_group(blocks, chunk_words))
+        else:
+            singles.extend(blocks)
+    reads.extend(_group_scattered(singles, min(chunk_words, MAX_MULTIPLE_ITEMS)))
     return reads
 
 

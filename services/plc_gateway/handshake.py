@@ -23,6 +23,8 @@ WRITE_ATTEMPTS = 4  # a write_batch or flag write is sent again only on proof th
 class PlcIO(Protocol):
     async def read_words(self, address: int, count: int) -> list[int]: ...
 
+    async def read_multiple(self, addresses: Sequence[int]) -> list[int]: ...
+
     async def write_words(self, address: int, words: Sequence[int]) -> None: ...
 
 
@@ -41,6 +43,16 @@ class Reply:
 async def read_snapshot(io: PlcIO, m: MemoryMap, area: AreaName, slot: int = 1) -> Snapshot:
     words = await io.read_words(m.base_address(area, slot), m.layout_of(area).words)
     return decode_area(m, area, slot, words)
+
+
+async def read_slot_sides(io: PlcIO, m: MemoryMap, slot: int) -> tuple[Snapshot, Snapshot]:
+    """The WRITE and the READ side of a slot in one `0104` read: one FINS command (one PLC scan) instead of two,
+    and both sides from the same scan, so the checks before a write never combine two moments of the program."""
+    sides: tuple[AreaName, AreaName] = ("write_slot", "read_slot")
+    spans = [(m.base_address(area, slot), m.layout_of(area).words) for area in sides]
+    words = await io.read_multiple([a for base, n in spans for a in range(base, base + n)])
+    w_count = spans[0][1]
+    return decode_area(m, "write_slot", slot, words[:w_count]), decode_area(m, "read_slot", slot, words[w_count:])
 
 
 async def guarded_write(io: PlcIO, m: MemoryMap, address: int, words: Sequence[int]) -> None:
@@ -135,7 +147,7 @@ async def write_batch(io: PlcIO, m: MemoryMap, cmd: WriteBatch) -> Reply:
         return Reply(False, "invalid_payload", f"batch cannot be encoded: {exc}")
 
     flag_at = m.layout_of("write_slot").flag_offset
-    current = await read_snapshot(io, m, "write_slot", cmd.slot)
+    current, feedback = await read_slot_sides(io, m, cmd.slot)
     if current.valid and _same_block(current.words, block, flag_at):
         # Idempotent across gateway restarts: the slot already carries this exact batch, never write it twice.
         return Reply(
@@ -153,7 +165,6 @@ async def write_batch(io: PlcIO, m: MemoryMap, cmd: WriteBatch) -> Reply:
         )
     if current.flag != 1:
         return Reply(False, "slot_busy", f"PLC has not taken the previous command in slot {cmd.slot} (W=0)")
-    feedback = await read_snapshot(io, m, "read_slot", cmd.slot)
     if not feedback.valid:
         return Reply(False, "slot_busy", f"READ slot {cmd.slot} is invalid; cannot prove it is free")
     if not feedback.empty and feedback.flag != 1:

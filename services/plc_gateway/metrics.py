@@ -25,8 +25,8 @@ class GatewayMetrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )
-        # One poll = one read per area, commands interleaved: under a PLC's scan time this is what must stay
-        # below POLL_INTERVAL_MS (an overrun delays every snapshot).
+        # One poll = three reads (the two slot areas, one 0104 of the single areas), commands in between: under a
+        # PLC's scan time this is what must stay below POLL_INTERVAL_MS (an overrun delays every snapshot).
         self.poll_seconds = Histogram(
             "gateway_poll_seconds",
             "Duration of one poll (all area reads, commands served in between)",

@@ -1,7 +1,7 @@
 """Who goes next on the PLC link: a command in progress before the poll and the diagnostics.
 
-The FINS client serves one request at a time in arrival order. Left at that, a `write_batch` (four FINS commands:
-read, read, write, read back) arriving mid-poll alternates with the poll's area reads and diagnostics reads, and
+The FINS client serves one request at a time in arrival order. Left at that, a `write_batch` (three FINS commands:
+one read of both slot sides, write, read back) arriving mid-poll alternates with the poll's area reads and diagnostics reads, and
 under a PLC's scan time (each command costs one to two scans) its reply takes about twice as long. With this
 gate the poll and the diagnostics take their next turn only when no command is running: a command waits for
 at most the one request already on the wire, and its own requests follow each other. The wait is bounded so

@@ -680,6 +680,10 @@ class _Drop(Exception):
 def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     class OdooHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in two writes; with Nagle on, the body waits for the client's delayed ACK of the
+        # headers (40 ms on Linux) on a kept-alive connection: a simulator artefact that was most of the
+        # finish -> Odoo p99 in BENCHMARKS.md (issue 16). Werkzeug and the other servers here set TCP_NODELAY.
+        disable_nagle_algorithm = True
         server_version = "Werkzeug/0.16.1"
         sys_version = "Python/3.7.3"
 

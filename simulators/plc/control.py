@@ -132,6 +132,8 @@ class ControlServer:
 
 def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall between them
+
         def log_message(self, format: str, *args: Any) -> None:
             return  # tests poll /state often; the simulator logs what matters itself
 

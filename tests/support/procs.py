@@ -18,6 +18,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from simulators.plc.scan import SCAN_MS_ENV
+
 BIN = Path(sys.executable).parent
 
 
@@ -31,8 +33,12 @@ class Proc:
 
     def start(self) -> Proc:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child
+        # The services' own settings never leak in from the test runner's environment; the simulator's scan time
+        # does (`PLC_SIM_SCAN_MS=0 ./scripts/test` runs the whole suite against an instant PLC).
         full_env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "PLC_", "ODOO_", "DATABASE_"))
+            k: v
+            for k, v in os.environ.items()
+            if k == SCAN_MS_ENV or not k.startswith(("MQTT_", "PLC_", "ODOO_", "DATABASE_"))
         }
         full_env.update(self.env)
         self.process = subprocess.Popen(self.args, env=full_env, stdout=log, stderr=subprocess.STDOUT)

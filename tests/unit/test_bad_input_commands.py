@@ -31,6 +31,9 @@ class RecordingIO:
     async def read_words(self, address: int, count: int) -> list[int]:
         return [0] * count
 
+    async def read_multiple(self, addresses: Sequence[int]) -> list[int]:
+        return [0] * len(addresses)
+
     async def write_words(self, address: int, words: Sequence[int]) -> None:
         self.writes.append((address, list(words)))
 

@@ -1,5 +1,6 @@
-"""Whole-area polling: four reads per poll (READ slots, WRITE slots, failure, manual weighing) at any slot count, split only by the chunk limit (at slot
-boundaries), and every slot's block cut from the reads exactly as it lies in PLC memory."""
+"""Whole-area polling: three reads per poll (READ slots, WRITE slots, then the failure and manual-weighing areas in
+one 0104 read) at any slot count, split only by the chunk limit (at block boundaries), and every block cut from the
+reads exactly as it lies in PLC memory."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def run_poll(slots: int, chunk: int, per_slot: bool = False) -> tuple[int, dict[
     blocks: dict[tuple[str, int], list[int]] = {}
     for read in reads:
         assert 1 <= read.count <= chunk
-        words = [memory_word(read.address + i) for i in range(read.count)]
+        addresses = read.addresses or range(read.address, read.address + read.count)
+        assert len(addresses) == read.count
+        words = [memory_word(a) for a in addresses]
         for area, slot, block in assembler.add(read, words):
             assert (area, slot) not in blocks
             blocks[(area, slot)] = block
@@ -44,15 +47,20 @@ def test_blocks_are_cut_into_the_right_slots(slots: int, chunk: int) -> None:
 
 
 @pytest.mark.parametrize("slots", range(1, 11))
-def test_four_reads_per_poll_at_any_slot_count(slots: int) -> None:
-    assert run_poll(slots, 990)[0] == 4
-    assert run_poll(slots, 999)[0] == 4
+def test_three_reads_per_poll_at_any_slot_count(slots: int) -> None:
+    assert run_poll(slots, 990)[0] == 3
+    assert run_poll(slots, 999)[0] == 3
     assert run_poll(slots, 990, per_slot=True)[0] == 2 * slots + 2  # the old plan, for comparison
 
 
-def test_the_ten_slot_area_is_one_977_word_read() -> None:
+def test_the_ten_slot_area_is_one_977_word_read_and_the_single_areas_one_0104_read() -> None:
     reads = plan_reads(with_active_slots(BASE, 10), 990)
-    assert [(r.address, r.count) for r in reads] == [(6000, 977), (7000, 977), (8000, 23), (9000, 49)]
+    assert [(r.address, r.count, bool(r.addresses)) for r in reads] == [
+        (6000, 977, False),
+        (7000, 977, False),
+        (8000, 72, True),
+    ]
+    assert reads[2].addresses == (*range(8000, 8023), *range(9000, 9049))
 
 
 def test_a_chunk_limit_splits_at_slot_boundaries() -> None:
@@ -64,14 +72,14 @@ def test_a_chunk_limit_splits_at_slot_boundaries() -> None:
 
 def test_a_block_larger_than_the_chunk_is_read_in_pieces() -> None:
     reads = plan_reads(with_active_slots(BASE, 1), 40)
-    assert [(r.address, r.count) for r in reads] == [
-        (6000, 40),
-        (6040, 37),
-        (7000, 40),
-        (7040, 37),
-        (8000, 23),
-        (9000, 40),
-        (9040, 9),
+    assert [(r.address, r.count, bool(r.addresses)) for r in reads] == [
+        (6000, 40, False),
+        (6040, 37, False),
+        (7000, 40, False),
+        (7040, 37, False),
+        (8000, 23, True),  # the failure block fits one read; the weighing block alone does not
+        (9000, 40, False),
+        (9040, 9, False),
     ]
 
 

@@ -38,11 +38,19 @@ class InProcessPlc:
         self.lose_write_replies = lose_write_replies  # the next N writes land, their replies are lost
         self.lose_write_requests = lose_write_requests  # the next N writes never reach the PLC
         self.writes: list[tuple[int, tuple[int, ...]]] = []
+        self.commands: list[str] = []  # FINS commands in order: "read", "read_multiple", "write"
 
     async def read_words(self, address: int, count: int) -> list[int]:
+        self.commands.append("read")
         return self.memory.read(address, count)
 
+    async def read_multiple(self, addresses: Sequence[int]) -> list[int]:
+        # One command, one scan: every word comes from the same memory state.
+        self.commands.append("read_multiple")
+        return [self.memory.read(a, 1)[0] for a in addresses]
+
     async def write_words(self, address: int, words: Sequence[int]) -> None:
+        self.commands.append("write")
         self.writes.append((address, tuple(words)))
         if self.lose_write_requests:
             self.lose_write_requests -= 1
@@ -237,6 +245,30 @@ def test_write_batch_is_idempotent_only_for_the_identical_block() -> None:
     other = asyncio.run(handshake.write_batch(plc, MAP, cmd("r3", 600.0)))
     assert (other.ok, other.code) == (False, "conflict"), other.message
     assert sum(1 for _, words in plc.writes if len(words) > 1) == 1
+
+
+def test_write_batch_costs_three_fins_commands_and_sees_both_slot_sides_in_one_read() -> None:
+    """Each FINS command costs the PLC at least one scan: the checks before the write read the WRITE and the
+    READ side of the slot in one 0104 read (issue 12: write_batch reply within 8 scans), then the write and
+    its read-back. A READ side still holding an unacknowledged batch refuses the write after that one read."""
+    from shared.mqtt.payloads import WriteBatch
+
+    def cmd(rid: str, mo: str) -> WriteBatch:
+        batch = {"mo_id": mo, "bom_name": "BOM", "finished_goods": "FG", "quantity": 1000.0, "targets": {}}
+        return WriteBatch.model_validate({"request_id": rid, "slot": 1, "batch": batch})
+
+    plc = InProcessPlc(scan_after_write=False)
+    plc.program.arm()
+    reply = asyncio.run(handshake.write_batch(plc, MAP, cmd("r1", "WH/MO/00001")))
+    assert (reply.ok, reply.code) == (True, "written"), reply.message
+    assert plc.commands == ["read_multiple", "write", "read"]
+
+    # The PLC latches the batch; its READ side now holds it with R = 0: the next write is refused.
+    plc.program.scan(0.0)
+    plc.commands.clear()
+    busy = asyncio.run(handshake.write_batch(plc, MAP, cmd("r2", "WH/MO/00002")))
+    assert (busy.ok, busy.code) == (False, "slot_busy") and "not acknowledged" in busy.message, busy.message
+    assert plc.commands == ["read_multiple"]
 
 
 # ---------------------------------------------------------------- manual weighing: one flag per item (issue 14)
