@@ -584,7 +584,7 @@ class Ports:
     plc: int
     plc_control: int
     odoo: int
-    health: int  # base: plc_gateway, +1 mo_planner, +2 odoo_sync, +3 failure_monitor
+    health: int  # base: plc_gateway, +1 mo_planner, +2 odoo_sync, +3 failure_monitor, +4 housekeeping
     console: int
 
 
@@ -760,9 +760,9 @@ def _log_tail(sup: Supervisor, name: str, lines: int = 15) -> str:
 
 
 def wait_until_ready(sup: Supervisor, ports: Ports, timeout: float) -> None:
-    names = ["plc_sim", "odoo_sim", *SERVICES, "console"]
+    names = ["plc_sim", "odoo_sim", *SERVICES, "housekeeping", "console"]
     deadline = time.monotonic() + timeout
-    pending = {f"{name} /healthz": ports.health + i for i, name in enumerate(SERVICES)}
+    pending = {f"{name} /healthz": ports.health + i for i, name in enumerate((*SERVICES, "housekeeping"))}
     pending["console /healthz"] = ports.console
     while True:
         states = sup.status()
@@ -826,8 +826,8 @@ PLC simulator        http://127.0.0.1:{ports.plc_control}/state   (FINS/UDP on 1
                      {cfg.batch_seconds:g}s, speed {cfg.speed:g}, ~{cfg.failure_rate:g} failures/hour,
                      ~{cfg.weighing_rate:g} manual weighings/hour; edgectl weighings)
 Odoo simulator       http://127.0.0.1:{ports.odoo}/_sim/state   (db plant, login admin/admin, {cfg.extra_mos} extra MOs)
-service health       http://127.0.0.1:{ports.health}/healthz .. :{ports.health + 3}  (plc_gateway, mo_planner,
-                     odoo_sync, failure_monitor; /metrics on the same ports)
+service health       http://127.0.0.1:{ports.health}/healthz .. :{ports.health + 4}  (plc_gateway, mo_planner,
+                     odoo_sync, failure_monitor, housekeeping; /metrics on the same ports)
 supervisorctl        {ctl} status | restart mo_planner | tail -f plc_gateway
 logs                 {rel(run_dir / "logs")}/<program>.log, {rel(cfg.demo_dir)}/mosquitto/mosquitto.log,
                      {rel(cfg.demo_dir)}/pg/postgresql.log
@@ -950,7 +950,7 @@ def _run(cfg: DemoConfig, environ: Mapping[str, str], stack: contextlib.ExitStac
         plc=free_port(socket.SOCK_DGRAM),
         plc_control=free_port(),
         odoo=free_port(),
-        health=free_port_block(len(SERVICES)),
+        health=free_port_block(len(SERVICES) + 1),  # the services, then housekeeping (supervisord.py)
         console=free_port(),
     )
     make_console_users(secrets_dir)

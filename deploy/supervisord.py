@@ -5,6 +5,7 @@ docker-compose.yml, written into one self-contained run directory.
 Command line (from the repo root, with the project's Python so the console scripts are found next to it):
 
     .venv/bin/python deploy/supervisord.py --env-file .env --run-dir /var/lib/feedmill/run [--with-simulators]
+                                           [--with-console] [--without-housekeeping]
     .venv/bin/supervisord -c /var/lib/feedmill/run/supervisord.conf            # start (daemonizes)
     .venv/bin/supervisorctl -c /var/lib/feedmill/run/supervisord.conf status   # or: restart mo_planner, tail -f ...
     .venv/bin/supervisorctl -c /var/lib/feedmill/run/supervisord.conf shutdown # stop everything
@@ -27,7 +28,8 @@ Per-service settings, derived from the shared env file the way docker-compose.ym
 - MQTT_URL: the user part becomes the service's broker user (plc_gateway, mo_planner, ...);
 - MQTT_PASSWORD_FILE (or MQTT_PASSWORD): from MQTT_PASSWORD_<SERVICE>_FILE (or MQTT_PASSWORD_<SERVICE>);
   the per-user password variables themselves are passed to no program;
-- HEALTH_PORT: HEALTH_PORT + 0/1/2/3 in service order when HEALTH_PORT is not 0 (one host, four ports);
+- HEALTH_PORT: HEALTH_PORT + 0/1/2/3 in service order when HEALTH_PORT is not 0 (one host, four ports), and
+  HEALTH_PORT + 4 for housekeeping (the retention service, on by default as in docker-compose.yml);
 - MQTT_CLIENT_ID, when set: suffixed with -<service> (client ids must be unique on the broker).
 """
 
@@ -59,8 +61,12 @@ SCRIPTS = {
     "plc_sim": "plc-sim",
     "odoo_sim": "odoo-sim",
     "console": "console",
+    "housekeeping": "housekeeping",
 }
 CONSOLE = "console"
+HOUSEKEEPING = "housekeeping"
+# Health ports from HEALTH_PORT on: one per service, then housekeeping's.
+HEALTH_PORTS = len(SERVICES) + 1
 # Settings holding a path: a relative value in the env file is relative to that file, not to wherever
 # supervisord happens to start the program.
 _PATH_KEYS = re.compile(r"^(.*_FILE|PLC_MAP|ODOO_CA_BUNDLE)$")
@@ -179,16 +185,29 @@ def console_env(env: Mapping[str, str]) -> dict[str, str | None]:
     return own
 
 
+def housekeeping_env(env: Mapping[str, str]) -> dict[str, str | None]:
+    """Retention needs only the database: no broker settings or password reach it."""
+    base_port = int(env.get("HEALTH_PORT") or 0)
+    return {
+        "PYTHONUNBUFFERED": "1",
+        "HEALTH_PORT": str(base_port + len(SERVICES)) if base_port else None,
+        "MQTT_URL": None,
+        "MQTT_PASSWORD": None,
+        "MQTT_PASSWORD_FILE": None,
+    }
+
+
 def default_programs(
     env: Mapping[str, str],
     *,
     with_simulators: bool = False,
     with_console: bool = False,
+    with_housekeeping: bool = True,
     services: Iterable[str] = SERVICES,
     bin_dir: Path | None = None,
 ) -> list[Program]:
-    """The four services (or a subset), optionally the console and the two simulators, with their
-    per-service settings.
+    """The four services (or a subset), housekeeping (retention, on a daily schedule of its own), optionally
+    the console and the two simulators, with their per-service settings.
 
     `bin_dir` holds the console scripts; default: next to the running Python (the venv's bin)."""
     bin_dir = bin_dir or Path(sys.executable).parent
@@ -198,6 +217,11 @@ def default_programs(
             raise ValueError(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
         index = SERVICES.index(service)
         programs.append(Program(service, [_script(service, bin_dir)], service_env(service, env, index)))
+    if with_housekeeping:
+        # Nothing waits for it: a purge postponed by a restart runs at its next round.
+        programs.append(
+            Program(HOUSEKEEPING, [_script(HOUSEKEEPING, bin_dir)], housekeeping_env(env), priority=150)
+        )
     if with_console:
         # Started last and stopped first: nothing depends on it, and it changes nothing while it is down.
         programs.append(Program(CONSOLE, [_script(CONSOLE, bin_dir)], console_env(env), priority=200))
@@ -381,6 +405,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, required=True, help="config, socket, logs and env files go here")
     parser.add_argument("--with-simulators", action="store_true", help="also run plc-sim and odoo-sim")
     parser.add_argument("--with-console", action="store_true", help="also run the operators' web console")
+    parser.add_argument(
+        "--without-housekeeping",
+        action="store_true",
+        help="leave retention out (run `housekeeping --once` elsewhere)",
+    )
     parser.add_argument("--services", default=",".join(SERVICES), help="comma-separated subset of services")
     parser.add_argument("--bin-dir", type=Path, help="where the console scripts are (default: next to python)")
     args = parser.parse_args(argv)
@@ -390,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env,
             with_simulators=args.with_simulators,
             with_console=args.with_console,
+            with_housekeeping=not args.without_housekeeping,
             services=[s for s in args.services.split(",") if s],
             bin_dir=args.bin_dir,
         )

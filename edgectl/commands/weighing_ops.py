@@ -1,11 +1,14 @@
-"""Operator action on a manual weighing parked for a person: ``edgectl weighing-retry ID``.
+"""Operator actions on a manual weighing parked for a person: ``edgectl weighing-retry ID`` and
+``edgectl weighing-give-up ID`` (the rules and row changes are shared.db.operator_actions, which the console runs
+too).
 
 A weighing goes to attention when Odoo cannot take it as it is (MO done or cancelled, product not a component of
 the MO, a refusal) or when the outcome of an earlier post cannot be read from Odoo. After the cause is fixed in
 Odoo the operator hands it back to failure_monitor, which decides an unknown earlier post first (from the
 consumption stored before it) and posts only if that post was not applied. A weighing Odoo booked only in part
 is already reported and is never handed back (a re-post would double the booked part): the rest is booked in
-Odoo by hand. Every change is audited (actor `operator`, the OS user in the detail).
+Odoo by hand, then the weighing is given up (closed). Giving up an unbooked weighing means the gateway never
+posts it. Every change is audited (actor `operator`, the OS user in the detail).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from edgectl import connection
@@ -20,8 +24,7 @@ from edgectl.bus import Bus
 from edgectl.commands import EXIT_OK
 from edgectl.db import session_factory
 from edgectl.errors import Refused, Unreachable, UsageError
-from shared.db.models import ManualWeighing
-from shared.db.repo import audit
+from shared.db.operator_actions import ActionRefused, ActionResult, give_up_weighing, retry_weighing
 from shared.db.session import transaction
 from shared.mqtt.events import weighing_event
 from shared.mqtt.payloads import dumps
@@ -37,45 +40,48 @@ def register(sub: Any) -> None:
     r.add_argument("weighing_id", metavar="ID", type=int, help="the weighing's id (see `edgectl weighings`)")
     connection.add_arguments(r)
     r.set_defaults(func=run_retry)
+    g: argparse.ArgumentParser = sub.add_parser(
+        "weighing-give-up",
+        help="close a manual weighing in attention for good (never posted again; book the rest in Odoo by hand)",
+    )
+    g.add_argument("weighing_id", metavar="ID", type=int, help="the weighing's id (see `edgectl weighings`)")
+    connection.add_arguments(g)
+    g.set_defaults(func=run_give_up)
+
+
+def _act(
+    conn: connection.Connection, args: argparse.Namespace, action: Callable[..., ActionResult]
+) -> ActionResult:
+    with session_factory(conn) as factory, transaction(factory) as s:
+        try:
+            result = action(s, args.weighing_id, actor=ACTOR, via="edgectl", user=_user())
+        except ActionRefused as exc:
+            raise Refused(str(exc)) from None
+    print(result.message)
+    return result
 
 
 def run_retry(args: argparse.Namespace) -> int:
     conn = connection.resolve(args)
     broker = conn.broker()  # settings checked before the database is changed
-    with session_factory(conn) as factory, transaction(factory) as s:
-        row = s.get(ManualWeighing, args.weighing_id, with_for_update=True)
-        if row is None:
-            raise Refused(f"weighing {args.weighing_id} does not exist")
-        if row.attention_reason is None:
-            raise Refused(f"weighing {row.id} is not in attention (reported: {row.reported_at is not None})")
-        if row.reported_at is not None:
-            raise Refused(
-                f"weighing {row.id} is booked in Odoo ({row.applied_kg} of {row.kg} kg): a retry would post it "
-                "again; book the rest in Odoo by hand"
-            )
-        audit(
-            s,
-            actor=ACTOR,
-            action="weighing_retry",
-            mo_id=row.mo_id,
-            event_id=row.event_id,
-            weighing_id=row.id,
-            previous=row.attention_reason,
-            user=_user(),
-        )
-        row.attention_reason, row.attention_at, row.next_attempt_at = None, None, None
-        weighing_id, event_id = row.id, row.event_id
-    print(f"weighing {weighing_id}: back to failure_monitor; it reports it again (an unknown earlier post first)")
+    result = _act(conn, args, retry_weighing)
+    assert result.event_id is not None
     try:
         with Bus(broker) as bus:
             bus.publish(
-                conn.topics.weighing_events, dumps("edgectl", weighing_event("retry", weighing_id, event_id))
+                conn.topics.weighing_events,
+                dumps("edgectl", weighing_event("retry", int(result.subject), result.event_id)),
             )
     except (Unreachable, UsageError, Refused) as exc:
         print(
             f"edgectl weighing-retry: wake-up not sent ({exc}); failure_monitor finds it on its sweep",
             file=sys.stderr,
         )
+    return EXIT_OK
+
+
+def run_give_up(args: argparse.Namespace) -> int:
+    _act(connection.resolve(args), args, give_up_weighing)  # nothing to wake: no service works on it any more
     return EXIT_OK
 
 

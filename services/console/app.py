@@ -43,14 +43,17 @@ from shared.db.operator_actions import (
     ActionRefused,
     ActionResult,
     actions_for,
+    actions_for_weighing,
     cancel_batch,
+    give_up_weighing,
     retry_batch,
     retry_failure,
+    retry_weighing,
 )
 from shared.db.repo import actuals_of, audit
 from shared.db.session import make_engine, make_session_factory, transaction
 from shared.mqtt.client import Message, MqttLink, json_object
-from shared.mqtt.events import batch_event, failure_event
+from shared.mqtt.events import batch_event, failure_event, weighing_event
 from shared.mqtt.requests import UNREACHABLE_CODES, command_request
 from shared.odoo.mapping import consumption_payload
 
@@ -70,17 +73,23 @@ ACTION_LABELS = {
     "retry": "Retry: hand back to odoo_sync",
     "cancel": "Cancel / give up",
     "failure_retry": "Retry the failure report",
+    "weighing_retry": "Retry: hand back to failure_monitor",
+    "weighing_give_up": "Give up: book the rest in Odoo by hand",
     "arm": "Arm the slot",
 }
 DB_ACTIONS: dict[str, Callable[..., ActionResult]] = {
     "retry": retry_batch,
     "cancel": cancel_batch,
     "failure_retry": retry_failure,
+    "weighing_retry": retry_weighing,
+    "weighing_give_up": give_up_weighing,
 }
 DONE_TEXT = {
     "retry": "Retried: odoo_sync reports it again.",
     "cancel": "Cancelled and archived.",
     "failure_retry": "Handed back to failure_monitor.",
+    "weighing_retry": "Retried: failure_monitor reports the weighing again.",
+    "weighing_give_up": "Given up: the gateway never posts it again; book what is missing in Odoo by hand.",
     "arm": "Arm request answered by the gateway.",
 }
 
@@ -110,7 +119,10 @@ class Console:
         # while a control room where everybody shares one address is not locked out by one person's typos.
         self.user_limiter = auth.RateLimiter(settings.console_login_limit, settings.console_login_window_s)
         self.ip_limiter = auth.RateLimiter(4 * settings.console_login_limit, settings.console_login_window_s)
-        self.revoked: dict[str, int] = {}  # session id -> expiry: logged out before its cookie expires
+        # Sessions logged out before their cookie expires: revocation tag -> expiry. Each logout is also an
+        # audit_event row, read back at start, so a restart does not bring a logged-out cookie back to life.
+        self.revoked: dict[str, int] = {}
+        self._revoked_loaded = False
         self.read_engine = queries.read_only_engine(
             settings.sqlalchemy_url(), connect_timeout_s=settings.database_connect_timeout_s
         )
@@ -157,6 +169,7 @@ class Console:
                 (f"{self.topics.root}/plc/write/+", 0),
                 (self.topics.batch_events, 1),
                 (self.topics.failure_events, 1),
+                (self.topics.weighing_events, 1),
                 (f"{self.topics.reply_prefix(SERVICE)}/#", 1),
             ],
             on_message=self._on_message,
@@ -169,6 +182,7 @@ class Console:
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
+        await asyncio.to_thread(self._load_revoked)
         self.link.start()
         self._refresher = asyncio.create_task(self._refresh_loop())
 
@@ -194,7 +208,7 @@ class Console:
             if fut is not None and self.loop is not None:
                 self.loop.call_soon_threadsafe(_resolve, fut, body)
             return
-        if msg.topic in (self.topics.batch_events, self.topics.failure_events):
+        if msg.topic in (self.topics.batch_events, self.topics.failure_events, self.topics.weighing_events):
             self._db_stale = True  # the database changed: re-read it
             self._nudge()
             return
@@ -214,6 +228,8 @@ class Console:
             except TimeoutError:
                 self._db_stale = True
             self._changed.clear()
+            if not self._revoked_loaded:
+                await asyncio.to_thread(self._load_revoked)  # the database was away at start
             try:
                 html = await asyncio.to_thread(self.render_live)
             except Exception:
@@ -260,6 +276,7 @@ class Console:
             services,
             plc,
             connected,
+            summary.weighings_attention if summary else 0,
         )
         if self.db_error:
             banners.insert(0, views.Banner(f"DATABASE UNREACHABLE ({self.db_error}): queue not shown", "/"))
@@ -287,10 +304,46 @@ class Console:
         except (OSError, auth.AuthConfigError) as exc:
             log.error("users file not reloaded: %s", exc)
 
+    def _load_revoked(self) -> None:
+        """Logouts whose sessions have not expired yet, from audit_event. The database away: tried again on
+        the next refresh; until then only this process's own logouts are known."""
+        try:
+            with self.reader() as s:
+                found = queries.revoked_sessions(s, dt.datetime.now(dt.UTC), self.signer.lifetime_s)
+        except SQLAlchemyError as exc:
+            log.error("logged-out sessions not read (retrying)", extra={"error": type(exc).__name__})
+            return
+        self.revoked.update(found)
+        self._revoked_loaded = True
+
+    def _is_revoked(self, session: auth.Session) -> bool:
+        return self.signer.revocation_tag(session) in self.revoked
+
+    def _record_logout(self, ctx: Ctx, client: str) -> None:
+        tag = self.signer.revocation_tag(ctx.session)
+        now = time.time()
+        self.revoked = {k: v for k, v in self.revoked.items() if v > now}
+        self.revoked[tag] = ctx.session.expires
+        assert ctx.user is not None
+        try:
+            with transaction(self.writer) as s:
+                audit(
+                    s,
+                    actor=f"console:{ctx.user.name}",
+                    action=queries.LOGOUT_ACTION,
+                    via="console",
+                    client=client,
+                    revocation=tag,
+                    until=ctx.session.expires,
+                )
+        except SQLAlchemyError as exc:
+            # Still revoked in this process; only a restart before the cookie expires would forget it.
+            log.error("logout not stored", extra={"login": ctx.user.name, "error": type(exc).__name__})
+
     def context(self, request: Request) -> Ctx:
         self._reload_users()
         session = self.signer.loads(request.cookies.get(COOKIE))
-        if session is not None and session.sid in self.revoked:
+        if session is not None and self._is_revoked(session):
             session = None
         if session is None:
             return Ctx(self.signer.new(None), None, True)
@@ -391,9 +444,8 @@ class Console:
         ctx = self.context(request)
         form = await self.form(request)
         if ctx.user is not None and self.signer.csrf_ok(ctx.session, form.get("csrf")):
-            self.revoked[ctx.session.sid] = ctx.session.expires
-            now = time.time()
-            self.revoked = {k: v for k, v in self.revoked.items() if v > now}
+            client = request.client.host if request.client else "?"
+            await asyncio.to_thread(self._record_logout, ctx, client)
             log.info("logout", extra={"login": ctx.user.name})
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/")
@@ -412,7 +464,7 @@ class Console:
         q: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         self.subscribers.add(q)
         self.m_streams.inc()
-        sid = ctx.session.sid
+        session = ctx.session
 
         async def stream() -> Any:
             try:
@@ -425,7 +477,7 @@ class Console:
                         yield _sse("live", html)
                     except TimeoutError:
                         current = self.signer.loads(request.cookies.get(COOKIE))
-                        if sid in self.revoked or current is None:
+                        if current is None or self._is_revoked(session):
                             yield _sse("logout", "")
                             return
                         if self.signer.needs_renewal(current):
@@ -522,6 +574,36 @@ class Console:
         rows, total = await asyncio.to_thread(load)
         return self.page(ctx, "failures.html", rows=rows, page=page, pages=views.pages(total, size), total=total)
 
+    async def weighings_page(self, request: Request, ctx: Ctx) -> Response:
+        page, size = self._page_no(request), self.settings.console_page_size
+        attention_only = request.query_params.get("attention") == "1"
+
+        def load() -> tuple[list[dict[str, Any]], int]:
+            with self.reader() as s:
+                rows, total = queries.weighings(s, page, size, attention_only=attention_only)
+                s.expunge_all()
+            items = []
+            for w in rows:
+                state, tone = views.weighing_status(
+                    w.acked_at is not None, w.reported_at is not None, w.attention_reason, w.applied_kg, w.kg
+                )
+                items.append({"row": w, "state": state, "tone": tone, "actions": actions_for_weighing(w)})
+            return items, total
+
+        items, total = await asyncio.to_thread(load)
+        return self.page(
+            ctx,
+            "weighings.html",
+            items=items,
+            total=total,
+            page=page,
+            pages=views.pages(total, size),
+            attention_only=attention_only,
+            params={"attention": "1"} if attention_only else {},
+            done=DONE_TEXT.get(request.query_params.get("done", "")),
+            urlencode=urllib.parse.urlencode,
+        )
+
     async def audit_page(self, request: Request, ctx: Ctx) -> Response:
         page, size = self._page_no(request), self.settings.console_page_size
         mo = request.query_params.get("q", "").strip()[:64]
@@ -583,7 +665,8 @@ class Console:
         action, target = request.query_params.get("action", ""), request.query_params.get("target", "")[:64]
         if action not in ACTION_LABELS or not target:
             return self.page(ctx, "message.html", 400, title="Unknown action", text="No such action.")
-        return self.page(ctx, "confirm.html", action=action, target=target, label=ACTION_LABELS[action])
+        back = "/weighings" if action.startswith("weighing_") else "/attention"
+        return self.page(ctx, "confirm.html", action=action, target=target, label=ACTION_LABELS[action], back=back)
 
     async def action(self, request: Request) -> Response:
         ctx = self.context(request)
@@ -625,6 +708,8 @@ class Console:
             where = "/batch?" + urllib.parse.urlencode({"mo": target, "done": action})
         elif action == "arm":
             return self.page(ctx, "message.html", 200, title="Arm", text=result.message)
+        elif action.startswith("weighing_"):
+            where = "/weighings?" + urllib.parse.urlencode({"done": action})
         else:
             where = "/attention"
         return self.finish(ctx, RedirectResponse(where, status_code=303))
@@ -640,6 +725,10 @@ class Console:
             self.link.publish_json(self.topics.batch_events, batch_event("retry", result.subject, None))
         elif result.wake == "failure":
             self.link.publish_json(self.topics.failure_events, failure_event("retry", result.subject))
+        elif result.wake == "weighing" and result.event_id is not None:
+            self.link.publish_json(
+                self.topics.weighing_events, weighing_event("retry", int(result.subject), result.event_id)
+            )
 
     async def _arm(self, target: str, actor: str, client: str) -> ActionResult:
         if not target.isdigit() or not 1 <= int(target) <= 99:
@@ -699,6 +788,7 @@ class Console:
             Route("/history", g(self.history_page)),
             Route("/history.csv", g(self.history_csv)),
             Route("/failures", g(self.failures_page)),
+            Route("/weighings", g(self.weighings_page)),
             Route("/audit", g(self.audit_page)),
             Route("/batch", g(self.batch_page)),
             Route("/confirm", g(self.confirm_page)),

@@ -135,6 +135,7 @@ class Signer:
         # Separate keys per purpose: a CSRF token can never be replayed as a cookie signature or vice versa.
         self._cookie_key = hmac.new(key.encode(), b"console-session-v1", hashlib.sha256).digest()
         self._csrf_key = hmac.new(key.encode(), b"console-csrf-v1", hashlib.sha256).digest()
+        self._revoke_key = hmac.new(key.encode(), b"console-revoke-v1", hashlib.sha256).digest()
         self.lifetime_s = lifetime_s
         self.clock = clock
 
@@ -175,6 +176,11 @@ class Signer:
     def renewed(self, session: Session) -> Session:
         """The same session (same id, so the same CSRF token) with a fresh expiry."""
         return Session(session.sid, session.user, int(self.clock()) + self.lifetime_s)
+
+    def revocation_tag(self, session: Session) -> str:
+        """What a logout stores to revoke a session: keyed, so a stored tag is worth nothing as a cookie and
+        cannot even be matched to one without the key."""
+        return hmac.new(self._revoke_key, session.sid.encode(), hashlib.sha256).hexdigest()[:32]
 
     def csrf_token(self, session: Session) -> str:
         return _b64(hmac.new(self._csrf_key, f"csrf|{session.sid}".encode(), hashlib.sha256).digest())

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from services.console.views import HistoryQuery
 from shared.db.columns import COLUMN_SUFFIX, actual_column, target_column
-from shared.db.models import AuditEvent, EquipmentFailure, MoBatch, MoHistory
+from shared.db.models import AuditEvent, EquipmentFailure, ManualWeighing, MoBatch, MoHistory
 from shared.db.session import make_engine
 
 
@@ -50,6 +50,7 @@ class Summary:
     failures_unreported: int
     failures_attention: list[EquipmentFailure]
     completed_today: int
+    weighings_attention: int = 0
 
     @property
     def targets(self) -> dict[str, dict[str, float]]:
@@ -79,7 +80,10 @@ def summary(s: Session, now: dt.datetime) -> Summary:
         .select_from(MoHistory)
         .where(MoHistory.status == "completed", MoHistory.archived_at >= midnight)
     )
-    return Summary(queue, attention, int(unreported or 0), parked, int(completed or 0))
+    weighings = s.scalar(
+        select(func.count()).select_from(ManualWeighing).where(ManualWeighing.attention_reason.is_not(None))
+    )
+    return Summary(queue, attention, int(unreported or 0), parked, int(completed or 0), int(weighings or 0))
 
 
 def _history_filter(stmt: Any, q: HistoryQuery) -> Any:  # a Select of any row shape
@@ -142,6 +146,39 @@ def failures(s: Session, page: int, page_size: int) -> tuple[list[EquipmentFailu
         .offset((page - 1) * page_size)
     )
     return list(rows), int(total)
+
+
+def weighings(s: Session, page: int, page_size: int, *, attention_only: bool) -> tuple[list[ManualWeighing], int]:
+    """Newest first; `attention_only`: those waiting for a person."""
+    cond = ManualWeighing.attention_reason.is_not(None) if attention_only else and_(True)
+    total = s.scalar(select(func.count()).select_from(ManualWeighing).where(cond)) or 0
+    rows = s.scalars(
+        select(ManualWeighing)
+        .where(cond)
+        .order_by(ManualWeighing.received_at.desc(), ManualWeighing.id.desc())
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
+    return list(rows), int(total)
+
+
+LOGOUT_ACTION = "console_logout"
+
+
+def revoked_sessions(s: Session, now: dt.datetime, lifetime_s: int) -> dict[str, int]:
+    """Revocation tag -> expiry of every logout whose session could still be valid (no cookie lives longer
+    than `lifetime_s`; older rows cannot matter, and housekeeping deletes them in time)."""
+    since = now - dt.timedelta(seconds=lifetime_s)
+    rows = s.execute(
+        select(AuditEvent.detail["revocation"].astext, AuditEvent.detail["until"].astext).where(
+            AuditEvent.action == LOGOUT_ACTION, AuditEvent.at >= since
+        )
+    )
+    out: dict[str, int] = {}
+    for tag, until in rows:
+        if tag and until and until.isdigit() and int(until) > now.timestamp():
+            out[tag] = int(until)
+    return out
 
 
 def audit_trail(s: Session, mo: str, page: int, page_size: int) -> tuple[list[AuditEvent], int]:

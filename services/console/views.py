@@ -92,11 +92,66 @@ def service_rows(statuses: Mapping[str, Mapping[str, Any]]) -> list[ServiceRow]:
 
 
 @dataclass(frozen=True)
+class DiagItem:
+    """One PLC diagnostics value: label, the value as text, its tone, and the DOM id the tests look for."""
+
+    key: str
+    label: str
+    value: str
+    tone: Tone
+
+
+@dataclass(frozen=True)
 class PlcRow:
     state: str
     tone: Tone
     detail: str
     slots: int | None
+    diagnostics: tuple[DiagItem, ...] = ()
+    alarms: tuple[str, ...] = ()  # the gateway's active PLC alarms, as it words them
+
+
+# The gateway decides the alarms (PLC_CLOCK_MAX_OFFSET_S is its setting); the console only says which value
+# each alarm is about, so the value is coloured by the same verdict (kinds: docs/plc-diagnostics.md).
+ALARM_OF_ITEM = {"plc-mode": "plc_mode", "plc-clock": "plc_clock"}
+
+
+def plc_diagnostics(plc: Mapping[str, Any]) -> tuple[tuple[DiagItem, ...], tuple[str, ...]]:
+    """PLC mode, scan time and clock offset from the gateway status's `plc.diagnostics` and `plc.alarms`."""
+    alarms = [a for a in plc.get("alarms") or () if isinstance(a, dict)]
+    kinds = {str(a.get("kind")) for a in alarms}
+    texts = tuple(str(a.get("message") or a.get("kind")) for a in alarms)
+    diag = plc.get("diagnostics")
+    if not isinstance(diag, dict):
+        # PLC_DIAG_INTERVAL_S=0, or a gateway from before the diagnostics: nothing to show, nothing alarming.
+        return (DiagItem("plc-diag", "PLC diagnostics", "off", "idle"),), texts
+    if diag.get("mode") is None:
+        error = f": {diag['error']}" if diag.get("error") else ""
+        return (DiagItem("plc-diag", "PLC diagnostics", f"NOT READ YET{error}", "warn"),), texts
+
+    def tone(key: str) -> Tone:
+        return "bad" if ALARM_OF_ITEM[key] in kinds else "ok"
+
+    mode = str(diag["mode"]) + ("" if diag.get("running", True) else " (stopped)")
+    cycle = diag.get("cycle_ms") if isinstance(diag.get("cycle_ms"), dict) else {}
+    assert isinstance(cycle, dict)
+    offset = diag.get("clock_offset_s")
+    items = [
+        DiagItem(
+            "plc-mode", "PLC mode", mode + (": ALARM" if tone("plc-mode") == "bad" else ""), tone("plc-mode")
+        ),
+        DiagItem("plc-scan", "scan time", f"{cycle.get('average')} ms avg, {cycle.get('max')} ms max", "ok"),
+        DiagItem(
+            "plc-clock",
+            "PLC clock",
+            (f"{offset:+.1f} s vs gateway" if isinstance(offset, int | float) else "unknown")
+            + (": ALARM" if tone("plc-clock") == "bad" else ""),
+            tone("plc-clock"),
+        ),
+    ]
+    if diag.get("error"):
+        items.append(DiagItem("plc-diag", "last diagnostics round", f"FAILED: {diag['error']}", "warn"))
+    return tuple(items), texts
 
 
 def plc_row(gateway: Mapping[str, Any] | None) -> PlcRow:
@@ -105,13 +160,13 @@ def plc_row(gateway: Mapping[str, Any] | None) -> PlcRow:
     plc = gateway.get("plc") if isinstance(gateway.get("plc"), dict) else {}
     assert isinstance(plc, dict)
     slots = gateway.get("slots") if isinstance(gateway.get("slots"), int) else None
-    # Mode, scan time and clock offset appear here as soon as the gateway publishes them.
-    extras = [f"{k.replace('_', ' ')} {plc[k]}" for k in ("mode", "scan_time_ms", "clock_offset_s") if k in plc]
+    diagnostics, alarms = plc_diagnostics(plc)
     if plc.get("reachable"):
         rtt = plc.get("rtt_ms")
-        detail = ", ".join([f"rtt {rtt} ms" if rtt is not None else "rtt -", *extras])
-        return PlcRow("reachable", "ok", detail, slots)
-    return PlcRow("UNREACHABLE", "bad", str(plc.get("last_error") or "no detail"), slots)
+        return PlcRow(
+            "reachable", "ok", f"rtt {rtt} ms" if rtt is not None else "rtt -", slots, diagnostics, alarms
+        )
+    return PlcRow("UNREACHABLE", "bad", str(plc.get("last_error") or "no detail"), slots, diagnostics, alarms)
 
 
 @dataclass(frozen=True)
@@ -214,6 +269,7 @@ def banners(
     services: Sequence[ServiceRow],
     plc: PlcRow,
     broker_connected: bool,
+    attention_weighings: int = 0,
 ) -> list[Banner]:
     """Everything that needs a person, most urgent first; empty when all is well."""
     out = []
@@ -228,13 +284,38 @@ def banners(
         out.append(
             Banner(f"ATTENTION: {attention_failures} failure report(s) Odoo cannot accept", "/attention#failures")
         )
+    if attention_weighings:
+        out.append(
+            Banner(
+                f"ATTENTION: {attention_weighings} manual weighing(s) need an operator", "/weighings?attention=1"
+            )
+        )
     if broker_connected:
         down = [s.name for s in services if s.tone == "bad" and s.name in EXPECTED_SERVICES]
         if down:
             out.append(Banner(f"SERVICE DOWN: {', '.join(down)}", "/"))
         if plc.tone == "bad":
             out.append(Banner(f"PLC {plc.state}: {plc.detail}", "/"))
+        out.extend(Banner(f"PLC ALARM: {text}", "/#plc") for text in plc.alarms)
     return out
+
+
+# ---------------------------------------------------------------- manual weighings
+
+
+def weighing_status(
+    acked: bool, reported: bool, attention_reason: str | None, applied_kg: Any, kg: Any
+) -> tuple[str, Tone]:
+    """One manual weighing's state as a word and a tone (the row's columns in, no I/O)."""
+    if attention_reason is not None:
+        return ("ATTENTION: booked in part" if reported else "ATTENTION"), "bad"
+    if not acked:
+        return "stored, not acked on the PLC", "warn"
+    if not reported:
+        return "waiting for Odoo", "warn"
+    if applied_kg == kg:
+        return "booked", "ok"
+    return f"closed: {applied_kg} of {kg} kg booked by the gateway", "idle"
 
 
 # ---------------------------------------------------------------- history search

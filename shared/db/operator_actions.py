@@ -1,26 +1,28 @@
-"""Operator actions on batches and failure events: the one implementation edgectl and the console share.
+"""Operator actions on batches, failure events and manual weighings: the one implementation edgectl and the
+console share.
 
-Pure part: `batch_actions()` says which actions fit a batch in a given state and why the others do not; the
-console shows only those buttons and both front ends refuse the rest with the same reason. Shell part:
-`cancel_batch`, `retry_batch`, `retry_failure` lock the row (SELECT ... FOR UPDATE, so they cannot race
-mo_planner or odoo_sync), check the same rules, and change it only through shared.db.repo (`move`, `archive`,
-`audit`), so every change has its audit_event row with the actor the caller names (edgectl: `operator`,
-the console: `operator:<login>`). The caller owns the transaction and sends the MQTT wake-up (`ActionResult.wake`)
-after the commit: a wake-up for a change that was rolled back would be a lie.
+Pure part: `batch_actions()` / `weighing_actions()` say which actions fit a row in a given state and why the
+others do not; the console shows only those buttons and both front ends refuse the rest with the same reason.
+Shell part: `cancel_batch`, `retry_batch`, `retry_failure`, `retry_weighing`, `give_up_weighing` lock the row
+(SELECT ... FOR UPDATE, so they cannot race mo_planner, odoo_sync or failure_monitor), check the same rules, and
+change it only with an audit_event row (shared.db.repo `move`, `archive`, `audit`) naming the actor the caller
+gives (edgectl: `operator`, the console: `operator:<login>`). The caller owns the transaction and sends the MQTT
+wake-up (`ActionResult.wake`) after the commit: a wake-up for a change that was rolled back would be a lie.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.db.batch_state import ON_PLC, BatchState
-from shared.db.models import EquipmentFailure, MoBatch
-from shared.db.repo import archive, archived_statuses, audit, batch_by_mo, move
+from shared.db.models import EquipmentFailure, ManualWeighing, MoBatch
+from shared.db.repo import archive, archived_statuses, audit, batch_by_mo, move, now
 
 # Origins odoo_sync works on: a retry hands the batch back to it. Batches that went to attention from the PLC
 # side (lost on the PLC, refused at queueing) need a decision, not a blind resend.
@@ -28,6 +30,7 @@ RETRYABLE_ORIGINS = frozenset({BatchState.FINISHED, BatchState.FAILED, BatchStat
 
 BatchAction = Literal["retry", "cancel"]
 BATCH_ACTIONS: tuple[BatchAction, ...] = ("retry", "cancel")
+WeighingAction = Literal["weighing_retry", "weighing_give_up"]
 # A failure event id is a hex hash; an operator may give a prefix, long enough to be unambiguous in practice.
 MIN_EVENT_PREFIX = 6
 
@@ -38,9 +41,10 @@ class ActionRefused(Exception):
 
 @dataclass(frozen=True)
 class ActionResult:
-    subject: str  # MO name or failure event id
+    subject: str  # MO name, failure event id or weighing id
     message: str
-    wake: Literal["batch", "failure"] | None = None  # which events topic to nudge after the commit
+    wake: Literal["batch", "failure", "weighing"] | None = None  # which events topic to nudge after the commit
+    event_id: str | None = None  # a weighing's content id (its wake-up names both)
 
 
 def _origin(state: str, attention_from: str | None, status_operation: bool) -> str | None:
@@ -179,4 +183,105 @@ def retry_failure(s: Session, event_prefix: str, *, actor: str, via: str, **deta
     row.attention_reason, row.attention_at, row.next_attempt_at = None, None, None
     return ActionResult(
         row.event_id, f"{row.event_id}: back to failure_monitor; it reports it again", wake="failure"
+    )
+
+
+# ---------------------------------------------------------------- manual weighings
+
+
+def weighing_actions(
+    weighing_id: int, attention_reason: str | None, reported: bool, applied_kg: Decimal | None, kg: Decimal
+) -> Mapping[WeighingAction, str | None]:
+    """For each weighing action: None when allowed, else why it is refused (pure, no I/O).
+
+    Retry hands a weighing in attention back to failure_monitor (after the cause was fixed in Odoo); it decides
+    an unknown earlier post first and posts only if that post was not applied. Never for a weighing Odoo
+    booked, even in part: a re-post would double the booked part. Give up closes a weighing in attention for
+    good: the gateway never posts it again, and whatever is missing is booked in Odoo by hand."""
+    if attention_reason is None:
+        refused = f"weighing {weighing_id} is not in attention (reported: {reported})"
+        return {"weighing_retry": refused, "weighing_give_up": refused}
+    retry = (
+        f"weighing {weighing_id} is booked in Odoo ({applied_kg} of {kg} kg): a retry would post it again; "
+        "book the rest in Odoo by hand"
+        if reported
+        else None
+    )
+    return {"weighing_retry": retry, "weighing_give_up": None}
+
+
+def actions_for_weighing(row: ManualWeighing) -> Mapping[WeighingAction, str | None]:
+    return weighing_actions(row.id, row.attention_reason, row.reported_at is not None, row.applied_kg, row.kg)
+
+
+def _locked_weighing(s: Session, weighing_id: int | str) -> ManualWeighing:
+    try:
+        key = int(weighing_id)
+    except ValueError:
+        raise ActionRefused(f"weighing {weighing_id!r} is not a weighing id (a number)") from None
+    row = s.get(ManualWeighing, key, with_for_update=True)
+    if row is None:
+        raise ActionRefused(f"weighing {key} does not exist")
+    return row
+
+
+def retry_weighing(s: Session, weighing_id: int | str, *, actor: str, via: str, **detail: Any) -> ActionResult:
+    """Hand a weighing in attention, not booked in Odoo, back to failure_monitor, which reports it again."""
+    row = _locked_weighing(s, weighing_id)
+    refused = actions_for_weighing(row)["weighing_retry"]
+    if refused:
+        raise ActionRefused(refused)
+    audit(
+        s,
+        actor=actor,
+        action="weighing_retry",
+        mo_id=row.mo_id,
+        event_id=row.event_id,
+        weighing_id=row.id,
+        previous=row.attention_reason,
+        via=via,
+        **detail,
+    )
+    row.attention_reason, row.attention_at, row.next_attempt_at = None, None, None
+    return ActionResult(
+        str(row.id),
+        f"weighing {row.id}: back to failure_monitor; it reports it again (an unknown earlier post first)",
+        wake="weighing",
+        event_id=row.event_id,
+    )
+
+
+def give_up_weighing(s: Session, weighing_id: int | str, *, actor: str, via: str, **detail: Any) -> ActionResult:
+    """Close a weighing in attention for good. Not yet booked: it is marked done with 0 kg applied by the
+    gateway (reported_at is what failure_monitor's claim skips, so it is never posted again); booked in part:
+    the attention is cleared and the booked part stays as it is. Either way the rest is booked in Odoo by hand,
+    and the audit row keeps the reason and what was (not) booked."""
+    row = _locked_weighing(s, weighing_id)
+    refused = actions_for_weighing(row)["weighing_give_up"]
+    if refused:
+        raise ActionRefused(refused)
+    booked_before = row.reported_at is not None
+    audit(
+        s,
+        actor=actor,
+        action="weighing_give_up",
+        mo_id=row.mo_id,
+        event_id=row.event_id,
+        weighing_id=row.id,
+        previous=row.attention_reason,
+        kg=str(row.kg),
+        applied_kg=str(row.applied_kg) if booked_before else None,
+        # An earlier post of unknown outcome may have been booked after all: the person checks Odoo.
+        outcome_unknown=row.outcome_unknown,
+        via=via,
+        **detail,
+    )
+    if not booked_before:
+        row.reported_at, row.applied_kg = now(), Decimal("0.00")
+        row.outcome_unknown, row.next_attempt_at = False, None
+        row.last_error = f"given up by {actor} ({via}): {row.attention_reason}"[:2000]
+    row.attention_reason, row.attention_at = None, None
+    booked = f"{row.applied_kg} of {row.kg} kg booked by the gateway"
+    return ActionResult(
+        str(row.id), f"weighing {row.id}: given up ({booked}); book what is missing in Odoo by hand"
     )

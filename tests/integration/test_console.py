@@ -131,7 +131,14 @@ class ConsoleProc:
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    s = System(tmp_path_factory.mktemp("console-system"), slots=1, batch_seconds=4.0, extra_mos=40)
+    # PLC diagnostics every second (30 s in production): the overview shows a mode change within the test.
+    s = System(
+        tmp_path_factory.mktemp("console-system"),
+        slots=1,
+        batch_seconds=4.0,
+        extra_mos=40,
+        env={"PLC_DIAG_INTERVAL_S": "1"},
+    )
     try:
         s.wait_healthy(60)
         yield s
@@ -180,7 +187,7 @@ def csrf_of(page: Any) -> str:
 # ------------------------------------------------------------------------------------------------ login
 
 
-def test_login_wrong_password_logout_and_rate_limit(page: Any, app: ConsoleProc) -> None:
+def test_login_wrong_password_and_logout_for_good(browser: Any, page: Any, app: ConsoleProc) -> None:
     page.goto(f"{app.url}/history")
     assert "/login" in page.url  # login required, the target kept
     page.fill("input[name=username]", "alice")
@@ -193,10 +200,28 @@ def test_login_wrong_password_logout_and_rate_limit(page: Any, app: ConsoleProc)
     page.wait_for_url(f"{app.url}/history")
     cookie = next(c for c in page.context.cookies() if c["name"] == "console_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+    def copied_cookie_lets_in() -> bool:
+        """The session cookie copied into another browser (a stolen cookie, a second tab elsewhere)."""
+        other = browser.new_context()
+        try:
+            other.add_cookies([cookie])
+            return bool(other.request.get(f"{app.url}/history", max_redirects=0).status == 200)
+        finally:
+            other.close()
+
+    assert copied_cookie_lets_in()
     page.click("#logout")
     page.wait_for_url(re.compile(r"/login"))
     page.goto(f"{app.url}/")
     assert "/login" in page.url
+    # The server refuses the logged-out session, also after a console restart: the logout is stored (as an
+    # audit_event row with a keyed tag of the session, never the cookie), not only kept in the process.
+    assert not copied_cookie_lets_in()
+    app.restart()
+    assert not copied_cookie_lets_in()
+    [(actor, detail)] = app.system.sql("SELECT actor, detail FROM audit_event WHERE action = 'console_logout'")
+    assert actor == "console:alice" and len(detail["revocation"]) == 32 and cookie["value"] not in str(detail)
 
 
 def test_every_page_needs_a_login_and_forms_need_their_token(browser: Any, app: ConsoleProc) -> None:
@@ -210,6 +235,7 @@ def test_every_page_needs_a_login_and_forms_need_their_token(browser: Any, app: 
             "/history",
             "/history.csv",
             "/failures",
+            "/weighings",
             "/audit",
             "/batch?mo=X",
         ):
@@ -395,6 +421,63 @@ def test_failure_report_odoo_refuses_is_handed_back_from_the_browser(
     )
 
 
+# ------------------------------------------------------------------------------------------------ weighings
+
+
+def test_manual_weighing_in_attention_is_retried_and_given_up_from_the_browser(
+    page: Any, app: ConsoleProc, system: System
+) -> None:
+    """A weighing Odoo can never take (a product that is not in the MO): on the overview, on the weighings page
+    with its reason; a viewer sees no action; the operator retries it (failure_monitor parks it again, the cause
+    being still there) and then gives up on it, each confirmed and audited; afterwards no action fits it."""
+    mo_id = newest_queued(system)  # confirmed in Odoo: the only thing Odoo cannot take is the product
+    system.plc("POST", "/weighing", {"mo_id": mo_id, "product_id": 9999, "kg": 1.25, "item": 2})
+    parked = "SELECT id, report_attempts FROM manual_weighing WHERE attention_reason IS NOT NULL"
+    wait_until(lambda: len(system.sql(parked)) == 1, 30, what="a manual weighing in attention")
+    [(weighing_id, attempts)] = system.sql(parked)
+
+    login(page, app, "victor")
+    page.wait_for_url(f"{app.url}/")
+    page.locator(".banner", has_text="manual weighing").wait_for()
+    page.click("#nav-weighings")
+    page.wait_for_url(f"{app.url}/weighings")
+    row = page.locator(f"tr.weighing[data-id='{weighing_id}']")
+    assert f"product 9999 is not a raw component of {mo_id}" in row.locator(".reason").inner_text()
+    assert "ATTENTION" in row.inner_text() and row.locator("a.button").count() == 0  # a viewer: no action
+    page.click("#logout")
+
+    login(page, app, "alice")
+    page.wait_for_url(f"{app.url}/")
+    page.goto(f"{app.url}/weighings?attention=1")
+    row.locator("a.button", has_text="Retry").click()
+    assert page.locator("p.big").inner_text() == f"weighing {weighing_id}"
+    page.click("#confirm")
+    page.wait_for_url(re.compile(r"/weighings\?done=weighing_retry"))
+    assert "failure_monitor reports the weighing again" in page.locator("#done").inner_text()
+    # failure_monitor took it back at once (the wake-up) and, the product still not in the MO, parked it again.
+    wait_until(lambda: system.sql(parked) == [(weighing_id, attempts + 1)], 20, what="parked again")
+
+    page.goto(f"{app.url}/weighings")
+    row.locator("a.button", has_text="Give up").click()
+    page.click("#confirm")
+    page.wait_for_url(re.compile(r"/weighings\?done=weighing_give_up"))
+    assert "closed: 0.00 of 1.25 kg booked by the gateway" in row.inner_text()
+    assert row.locator("a.button").count() == 0  # nothing fits a closed weighing
+    rows = system.sql(
+        "SELECT action, detail->>'via' FROM audit_event WHERE actor = 'operator:alice' AND event_id = "
+        "(SELECT event_id FROM manual_weighing WHERE id = :w) ORDER BY id",
+        w=weighing_id,
+    )
+    assert rows == [("weighing_retry", "console"), ("weighing_give_up", "console")]
+    # A forged retry of the closed weighing is refused with the shared rule's reason, and changes nothing.
+    refused = page.request.post(
+        f"{app.url}/action",
+        form={"csrf": csrf_of(page), "action": "weighing_retry", "target": str(weighing_id), "confirm": "yes"},
+    )
+    assert refused.status == 409 and "not in attention" in refused.text()
+    assert system.sql(parked) == []
+
+
 # ------------------------------------------------------------------------------------------------ history
 
 
@@ -448,6 +531,41 @@ def test_kiosk_survives_broker_and_console_restarts(page: Any, app: ConsoleProc,
     wait_until(lambda: page.locator("#link-state").inner_text().startswith("LIVE"), 20, what="LIVE again")
 
 
+# ------------------------------------------------------------------------------------------------ PLC diagnostics
+
+
+def test_plc_mode_and_clock_alarms_show_in_red_with_words(page: Any, app: ConsoleProc, system: System) -> None:
+    """The gateway's diagnostics (mode, scan time, clock offset) on the overview, each with a word; the PLC put
+    in PROGRAM mode with its clock two minutes off raises both alarms: red badges and red banners, live."""
+    login(page, app, "victor")
+    page.wait_for_url(f"{app.url}/")
+    mode, clock, scan = page.locator("#plc-mode"), page.locator("#plc-clock"), page.locator("#plc-scan")
+    wait_until(lambda: mode.count() == 1 and mode.inner_text() in ("RUN", "MONITOR"), 20, what="PLC mode shown")
+    assert "ok" in (mode.get_attribute("class") or "") and "ok" in (clock.get_attribute("class") or "")
+    assert re.fullmatch(r"[+-]\d+\.\d s vs gateway", clock.inner_text()), clock.inner_text()
+    assert re.fullmatch(r"\d+(\.\d+)? ms avg, \d+(\.\d+)? ms max", scan.inner_text()), scan.inner_text()
+    assert page.locator(".banner", has_text="PLC ALARM").count() == 0
+    try:
+        system.plc("POST", "/plc", {"mode": "PROGRAM", "clock_offset_s": 120})
+        # PROGRAM mode stops the program: 0601 reports the CPU stopped as well.
+        wait_until(
+            lambda: mode.inner_text() == "PROGRAM (stopped): ALARM", 20, what="the mode alarm on the overview"
+        )
+        wait_until(lambda: clock.inner_text().endswith(": ALARM"), 20, what="the clock alarm on the overview")
+        assert "bad" in (mode.get_attribute("class") or "") and "bad" in (clock.get_attribute("class") or "")
+        # About +120 s (the PLC clock has whole seconds, and the reads take their time).
+        assert re.fullmatch(r"\+1(19|20|21)\.\d s vs gateway: ALARM", clock.inner_text()), clock.inner_text()
+        banners = page.locator(".banner", has_text="PLC ALARM")
+        wait_until(lambda: banners.count() == 2, 10, what="two PLC alarm banners")
+        text = " ".join(banners.all_inner_texts())
+        assert "PROGRAM mode" in text and re.search(r"PLC clock is \+1(19|20|21)\.\d s off", text), text
+    finally:
+        system.plc("POST", "/plc", {"mode": "RUN", "clock_offset_s": 0})
+    wait_until(lambda: mode.inner_text() == "RUN" and page.locator(".banner", has_text="PLC ALARM").count() == 0,
+               20, what="the alarms cleared")  # fmt: skip
+    assert "ok" in (mode.get_attribute("class") or "")
+
+
 # ------------------------------------------------------------------------------------------------ secrets
 
 
@@ -459,7 +577,16 @@ def test_no_secret_in_pages_urls_or_log(page: Any, app: ConsoleProc, attention_m
     login(page, app, "alice")
     page.wait_for_url(f"{app.url}/")
     seen_urls = []
-    for path in ("/", "/attention", "/queue", "/history", "/failures", "/audit", f"/batch?mo={attention_mo}"):
+    for path in (
+        "/",
+        "/attention",
+        "/queue",
+        "/history",
+        "/failures",
+        "/weighings",
+        "/audit",
+        f"/batch?mo={attention_mo}",
+    ):
         page.goto(f"{app.url}{path}")
         seen_urls.append(page.url)
         html = page.content()

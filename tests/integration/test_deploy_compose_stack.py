@@ -1,6 +1,7 @@
 """The docker-compose deployment, run for real: a fresh clone of this repository, the README's own "Docker"
-blocks executed as written (bash, in order), then restart / kill / down+up, password rotation, operator
-commands, readiness, backup and restore, each checked against the running containers and PostgreSQL.
+blocks executed as written (bash, in order), then restart / kill / down+up, broker and PostgreSQL password
+rotation, operator commands, readiness, the operator console (profile `console`, logged in over HTTP), backup and
+restore, each checked against the running containers and PostgreSQL.
 
 Needs a docker engine: started here when `dockerd` is installed and not running (root); skipped, saying why,
 only where no engine can run. Base images come from scripts/build-images (debootstrap, cached as a docker
@@ -9,6 +10,8 @@ image: a cold run adds a few minutes once per machine). Issue 13's defects are n
 
 from __future__ import annotations
 
+import html.parser
+import http.cookiejar
 import json
 import os
 import re
@@ -16,6 +19,8 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +91,16 @@ class Stack:
         assert done.returncode == 0, f"README block {name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
-    def compose(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return _run(["docker-compose", "--profile", "sim", *args], timeout=timeout, cwd=self.root, env=self.env)
+    def compose(
+        self, *args: str, timeout: float = 180, profiles: tuple[str, ...] = ("sim",)
+    ) -> subprocess.CompletedProcess[str]:
+        flags = [f for p in profiles for f in ("--profile", p)]
+        return _run(["docker-compose", *flags, *args], timeout=timeout, cwd=self.root, env=self.env)
 
     def container(self, service: str) -> str:
-        done = self.compose("ps", "-q", service)
+        # A service of an inactive profile is unknown to `ps`: the console's profile is named for it alone
+        # (an `up` with it active would start the console before its users file exists).
+        done = self.compose("ps", "-q", service, profiles=("sim", "console") if service == "console" else ("sim",))
         return done.stdout.strip()
 
     def inspect(self, service: str) -> dict[str, object]:
@@ -207,6 +217,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # About 15 batches a minute at that speed: enough MOs for the whole run (odoo-sim's default, 40, is
         # a demo's supply and runs out half-way).
         "ODOO_SIM_EXTRA_MOS": "400",
+        # The console's documented publish setting: a free loopback port (the host may use 8090).
+        "CONSOLE_PUBLISH_PORT": str(free_port()),
     }
     s = Stack(root, env)
     before = dangling_volumes()
@@ -215,7 +227,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.volumes_before = before  # type: ignore[attr-defined]
         yield s
     finally:
-        _run(["docker-compose", "--profile", "sim", "--profile", "tools", "down", "-v", "--remove-orphans"],
+        _run(["docker-compose", "--profile", "sim", "--profile", "tools", "--profile", "console", "down", "-v",
+              "--remove-orphans"],
              timeout=180, cwd=root, env=env)  # fmt: skip
         remove_project()
 
@@ -294,8 +307,9 @@ def test_containers_run_as_non_root(stack: Stack) -> None:
 
 def test_no_secret_in_inspect_logs_or_image_history(stack: Stack) -> None:
     # The README block writes 10 random secrets and an empty console_users placeholder (the console, in its own
-    # compose profile, is not started here; it needs users written by console-users first).
-    secrets = {name: value for name, value in stack.secrets().items() if name != "console_users"}
+    # compose profile, starts later: it needs users written by console-users first).
+    secrets = {name: value for name, value in stack.secrets().items() if not name.startswith("console_")}
+    secrets["console_secret_key"] = stack.secrets()["console_secret_key"]
     assert len(secrets) == 10, sorted(secrets)
     assert all(len(v) >= 16 for v in secrets.values())
     ids = [stack.container(n) for n in LONG_RUNNING]
@@ -439,6 +453,101 @@ def test_broker_password_rotation_as_documented_survives_a_broker_restart(stack:
     assert broker_login(stack, "mo_planner", (stack.root / "secrets" / "mqtt_mo_planner").read_text().strip()) == 0
     before = stack.archived()
     stack.wait_archived(more_than=before)
+
+
+# ---------------------------------------------------------------- the operator console (profile `console`)
+
+
+class _CsrfField(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.value: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "input" and found.get("name") == "csrf" and self.value is None:
+            self.value = found.get("value")
+
+
+def console_login(stack: Stack, login: str) -> tuple[str, str]:
+    """Log in over HTTP on the published port as a browser does (login page, its CSRF token, POST); returns
+    (the page the login lands on, its URL)."""
+    base = f"http://127.0.0.1:{stack.env['CONSOLE_PUBLISH_PORT']}"
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(f"{base}/login", timeout=10) as resp:
+        form = _CsrfField()
+        form.feed(resp.read().decode())
+    assert form.value, "the login page has no CSRF token"
+    password = (stack.root / "secrets" / f"console_password_{login}").read_text().strip()
+    body = urllib.parse.urlencode({"username": login, "password": password, "csrf": form.value, "next": "/"})
+    with opener.open(f"{base}/login", data=body.encode(), timeout=10) as resp:
+        return resp.read().decode(), resp.geturl()
+
+
+def test_console_as_documented_serves_the_overview_after_a_login(stack: Stack) -> None:
+    stack.block("console", timeout=300)
+    stack.wait_healthy(("console",))
+    page, url = console_login(stack, "operator")
+    assert url.endswith("/") and "/login" not in url, url
+    assert 'id="live"' in page and "PLC link" in page and "plc_gateway" in page, page[:2000]
+    assert 'id="logout"' in page and "operator" in page
+    page, _ = console_login(stack, "viewer")
+    assert 'id="live"' in page and "viewer" in page
+    uid = stack.compose("exec", "-T", "console", "id", "-u", profiles=("sim", "console")).stdout.strip()
+    assert uid == APP_UID  # console-users ran with the caller's uid; the console itself does not
+    # No secret in the console's logs or its container's configuration: its passwords, the hashes, the session
+    # key, the broker and database passwords it reads.
+    values = stack.secrets()
+    secrets = [values[n] for n in ("console_secret_key", "mqtt_console", "postgres_password")]
+    secrets += [v for n, v in values.items() if n.startswith("console_password_")]
+    secrets += [line.rsplit(":", 1)[-1] for line in values["console_users"].splitlines() if line.count(":") == 2]
+    assert len(secrets) == 7, "three secrets, two passwords, two hashes"
+    haystack = stack.compose("logs", "--no-color", "console", profiles=("sim", "console")).stdout
+    haystack += _run(["docker", "inspect", stack.container("console")]).stdout
+    assert "login" in haystack, "the console logs its logins"
+    assert not [s for s in secrets if s in haystack]
+
+
+def test_postgres_password_rotation_as_documented(stack: Stack) -> None:
+    """Issue 13's rotation, for the database: the documented procedure, then the old password is refused, the
+    new one works, the services (and the console) are ready on it and batches keep flowing."""
+    old = (stack.root / "secrets" / "postgres_password").read_text().strip()
+    stack.block("rotate-postgres", timeout=300)
+    new = (stack.root / "secrets" / "postgres_password").read_text().strip()
+    assert new != old
+    stack.wait_healthy((*LONG_RUNNING, "console"))
+    assert postgres_login(stack, old) == "refused"
+    assert postgres_login(stack, new) == "ok"
+    for name in ("mo-planner", "odoo-sync", "failure-monitor"):
+        body = stack.healthz(name)
+        assert body["healthy"] is True and body["problems"] == [], (name, body)
+    before = stack.archived()
+    stack.wait_archived(more_than=before)
+    # The rest read the file whenever they run: edgectl, the migrate job, a purge by hand (housekeeping's own
+    # schedule would try the database only in a minute).
+    for args in (("edgectl", "queue"), ("migrate",), ("housekeeping", "housekeeping", "--once")):
+        done = stack.compose("run", "--rm", *args, timeout=120)
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+
+
+def postgres_login(stack: Stack, password: str) -> str:
+    """A TCP login to PostgreSQL as POSTGRES_USER from inside the compose network (as the services log in);
+    the password goes in on stdin, never on a command line."""
+    code = (
+        "import sys, psycopg2\n"
+        "try:\n"
+        "    psycopg2.connect(host='postgres', dbname='feedmill', user='feedmill',\n"
+        "                     password=sys.stdin.readline().strip(), connect_timeout=10).close()\n"
+        "    print('ok')\n"
+        "except psycopg2.OperationalError as exc:\n"
+        "    print('refused' if 'password authentication failed' in str(exc) else 'error: %s' % exc)\n"
+    )
+    done = _run(
+        ["docker-compose", "run", "-T", "--rm", "--entrypoint", "python", "edgectl", "-c", code],
+        timeout=120, cwd=stack.root, env=stack.env, input=password + "\n",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
 
 
 # ---------------------------------------------------------------- backup and restore (defect 9)

@@ -333,6 +333,9 @@ def test_console_may_arm_and_wake_services_but_not_command_batches(root: str, cl
         assert_denied(console, f"{root}/cmd/{command}", gateway, control_topic=f"{root}/cmd/arm")
     planner.subscribe(f"{root}/events/batch")
     assert_delivered(console, f"{root}/events/batch", planner)
+    monitor = clients("failure_monitor")
+    monitor.subscribe(f"{root}/events/weighing")
+    assert_delivered(console, f"{root}/events/weighing", monitor)  # the wake-up after a weighing retry
     # Its replies are its own: it never reads the planner's (nor the planner its).
     console.subscribe(f"{root}/reply/#")
     assert_denied(gateway, f"{root}/reply/mo_planner/x", console, f"{root}/reply/console/ctl")

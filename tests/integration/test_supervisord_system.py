@@ -1,9 +1,10 @@
-"""The real system under the supervisord configuration of deploy/supervisord.py: the four services and both
-simulators as supervised programs against a private broker and a fresh, migrated database.
+"""The real system under the supervisord configuration of deploy/supervisord.py: the four services,
+housekeeping and both simulators as supervised programs against a private broker and a fresh, migrated database.
 
 Proves what an integrator relies on when running without docker: every program reaches RUNNING and reports
-healthy, `supervisorctl restart mo_planner` restarts that one service and leaves the others' processes alone,
-batches keep flowing across the restart, and a shutdown stops every program.
+healthy, housekeeping applies the retention policy, `supervisorctl restart mo_planner` restarts that one service
+and leaves the others' processes alone, batches keep flowing across the restart, and a shutdown stops every
+program.
 """
 
 from __future__ import annotations
@@ -19,12 +20,21 @@ import pytest
 import sqlalchemy as sa
 
 from deploy.demo import free_port_block, http_json
-from deploy.supervisord import SERVICES, Supervisor, default_programs, write_supervisor_config
+from deploy.supervisord import (
+    HEALTH_PORTS,
+    HOUSEKEEPING,
+    SERVICES,
+    Supervisor,
+    default_programs,
+    write_supervisor_config,
+)
 from tests.support.procs import console, wait_until
 from tests.support.servers import Broker, free_port, fresh_database, start_mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
-PROGRAMS = ("plc_sim", "odoo_sim", *SERVICES)
+PROGRAMS = ("plc_sim", "odoo_sim", *SERVICES, HOUSEKEEPING)
+HEALTHZ = (*SERVICES, HOUSEKEEPING)  # in the order of their health ports
+OLD_AUDIT = "SELECT count(*) FROM audit_event WHERE actor = 'test-old-row'"
 pytestmark = pytest.mark.slow
 
 
@@ -38,6 +48,10 @@ class Running:
     def completed(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.scalar(sa.text("SELECT count(*) FROM mo_histories WHERE status = 'completed'")) or 0)
+
+    def count(self, sql: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.scalar(sa.text(sql)) or 0)
 
     def healthy(self, name: str) -> bool:
         try:
@@ -63,7 +77,17 @@ def system(tmp_path: Path) -> Iterator[Running]:
                 capture_output=True,
                 env={**os.environ, "DATABASE_URL": database_url},
             )
-            health = free_port_block(len(SERVICES))
+            # An audit row older than the retention (180 days): housekeeping's first round deletes it.
+            seed = sa.create_engine(db_url)
+            with seed.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO audit_event (at, actor, action) "
+                        "VALUES (now() - interval '200 days', 'test-old-row', 'old')"
+                    )
+                )
+            seed.dispose()
+            health = free_port_block(HEALTH_PORTS)
             plc_control, odoo = free_port(), free_port()
             env = {
                 "MQTT_URL": broker.url,
@@ -85,6 +109,7 @@ def system(tmp_path: Path) -> Iterator[Running]:
                 "SYNC_SWEEP_S": "5",
                 "ODOO_POLL_S": "30",
                 "REPORT_RETRY_S": "0.5",
+                "RETENTION_FIRST_DELAY_S": "2",
             }
             programs = [
                 # supervisord.py passes the production-relevant sim flags; short batches are a test choice.
@@ -97,7 +122,7 @@ def system(tmp_path: Path) -> Iterator[Running]:
             sup = Supervisor(conf).start()
             engine = sa.create_engine(db_url)
             try:
-                yield Running(sup, engine, {n: health + i for i, n in enumerate(SERVICES)}, plc_control)
+                yield Running(sup, engine, {n: health + i for i, n in enumerate(HEALTHZ)}, plc_control)
             finally:
                 sup.stop()
                 engine.dispose()
@@ -122,9 +147,10 @@ def _log_tail(sup: Supervisor) -> str:
 def test_supervised_system_runs_restarts_one_service_and_stops(system: Running) -> None:
     sup = system.sup
     sup.wait_for_state(PROGRAMS, "RUNNING", timeout=30)
-    for name in SERVICES:
+    for name in HEALTHZ:
         wait_until(functools.partial(system.healthy, name), 30, interval=0.3, what=f"{name} /healthz healthy")
     wait_until(lambda: system.completed() >= 2, 60, interval=0.3, what="two batches completed")
+    wait_until(lambda: system.count(OLD_AUDIT) == 0, 30, interval=0.3, what="housekeeping's purge")
 
     before = system.pids()
     assert all(before.values()), before

@@ -99,6 +99,17 @@ def test_csrf_token_is_bound_to_the_session() -> None:
     assert token not in signer.dumps(a)
 
 
+def test_revocation_tag_is_keyed_per_session_and_stays_through_renewal() -> None:
+    signer = auth.Signer(KEY, lifetime_s=60)
+    session = signer.new("alice")
+    tag = signer.revocation_tag(session)
+    assert len(tag) == 32 and session.sid not in tag and tag not in signer.dumps(session)
+    assert signer.revocation_tag(signer.renewed(session)) == tag  # a renewed cookie is the same session
+    assert signer.revocation_tag(signer.new("alice")) != tag
+    assert auth.Signer("z" * 40, lifetime_s=60).revocation_tag(session) != tag  # another key, another tag
+    assert tag not in (signer.csrf_token(session), signer.dumps(session).split(".")[1])
+
+
 def test_login_rate_limit_per_key_and_window() -> None:
     clock = Clock()
     limiter = auth.RateLimiter(limit=3, window_s=60, clock=clock)

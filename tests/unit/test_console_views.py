@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from services.console import views
-from shared.db.operator_actions import batch_actions
+from shared.db.operator_actions import batch_actions, weighing_actions
 from shared.mqtt.topics import Topics
 
 T = Topics("scada/t1")
@@ -40,13 +41,81 @@ def test_service_rows_name_missing_and_offline_services_in_words() -> None:
     assert list(rows)[:4] == list(views.EXPECTED_SERVICES)
 
 
+def diag(mode: str = "RUN", offset: float = 0.4, **extra: object) -> dict[str, object]:
+    """`plc.diagnostics` as plc_gateway publishes it (services/plc_gateway/diagnostics.py: status_view)."""
+    return {"mode": mode, "running": True, "fatal_error": 0, "non_fatal_error": 0, "error_message": None,
+            "cycle_ms": {"average": 10.2, "max": 14.0, "min": 9.8}, "plc_clock": "2026-03-04T10:00:00",
+            "clock_offset_s": offset, "read_at": "2026-03-04T10:00:00+00:00", "error": None, **extra}  # fmt: skip
+
+
 def test_plc_row() -> None:
     assert views.plc_row(None).state == "UNKNOWN"
     assert views.plc_row({"state": "offline", "plc": {"reachable": True}}).tone == "bad"
-    ok = views.plc_row({"state": "online", "slots": 2, "plc": {"reachable": True, "rtt_ms": 3.2, "mode": "RUN"}})
-    assert (ok.state, ok.slots) == ("reachable", 2) and "rtt 3.2 ms" in ok.detail and "mode RUN" in ok.detail
+    ok = views.plc_row(
+        {
+            "state": "online",
+            "slots": 2,
+            "plc": {"reachable": True, "rtt_ms": 3.2, "diagnostics": diag(), "alarms": []},
+        }
+    )
+    assert (ok.state, ok.slots, ok.detail, ok.alarms) == ("reachable", 2, "rtt 3.2 ms", ())
+    shown = {d.key: (d.value, d.tone) for d in ok.diagnostics}
+    assert shown == {
+        "plc-mode": ("RUN", "ok"),
+        "plc-scan": ("10.2 ms avg, 14.0 ms max", "ok"),
+        "plc-clock": ("+0.4 s vs gateway", "ok"),
+    }
     down = views.plc_row({"state": "online", "plc": {"reachable": False, "last_error": "timeout"}})
     assert (down.state, down.detail) == ("UNREACHABLE", "timeout")
+    assert [(d.value, d.tone) for d in down.diagnostics] == [("off", "idle")]  # no diagnostics published
+
+
+def test_plc_alarms_colour_their_value_and_keep_the_gateways_words() -> None:
+    alarms = [
+        {"kind": "plc_mode", "message": "PLC in PROGRAM mode: the program does not run", "since": "x"},
+        {"kind": "plc_clock", "message": "PLC clock is +120.0 s off the gateway's (limit 10 s)", "since": "x"},
+    ]
+    plc = {"reachable": True, "rtt_ms": 2, "diagnostics": diag("PROGRAM", 120.04), "alarms": alarms}
+    row = views.plc_row({"state": "online", "plc": plc})
+    shown = {d.key: (d.value, d.tone) for d in row.diagnostics}
+    assert shown["plc-mode"] == ("PROGRAM: ALARM", "bad")
+    assert shown["plc-clock"] == ("+120.0 s vs gateway: ALARM", "bad")
+    assert shown["plc-scan"][1] == "ok"
+    healthy = views.service_rows({n: {"state": "online"} for n in views.EXPECTED_SERVICES})
+    texts = [b.text for b in views.banners([], 0, healthy, row, broker_connected=True)]
+    assert texts == [f"PLC ALARM: {a['message']}" for a in alarms]
+    # Only the clock alarm: the mode stays green; a stopped CPU says so in words.
+    stopped = diag("RUN", running=False)
+    row = views.plc_row({"state": "online", "plc": {**plc, "diagnostics": stopped, "alarms": alarms[1:]}})
+    shown = {d.key: (d.value, d.tone) for d in row.diagnostics}
+    assert shown["plc-mode"] == ("RUN (stopped)", "ok") and shown["plc-clock"][1] == "bad"
+    # Not read yet, and a failed round: said in words, never green.
+    waiting = views.plc_row({"state": "online", "plc": {"reachable": True, "diagnostics": {"read_at": None,
+                                                                                          "error": "timeout"}}})  # fmt: skip
+    assert [(d.value, d.tone) for d in waiting.diagnostics] == [("NOT READ YET: timeout", "warn")]
+    failed = views.plc_row({"state": "online", "plc": {"reachable": True, "diagnostics": diag(error="end code")}})
+    assert failed.diagnostics[-1].value == "FAILED: end code" and failed.diagnostics[-1].tone == "warn"
+
+
+def test_weighing_states_in_words() -> None:
+    kg = Decimal("2.50")
+    assert views.weighing_status(False, False, None, None, kg) == ("stored, not acked on the PLC", "warn")
+    assert views.weighing_status(True, False, None, None, kg) == ("waiting for Odoo", "warn")
+    assert views.weighing_status(True, False, "MO done", None, kg) == ("ATTENTION", "bad")
+    assert views.weighing_status(True, True, "short", Decimal("1.00"), kg) == ("ATTENTION: booked in part", "bad")
+    assert views.weighing_status(True, True, None, Decimal("2.50"), kg) == ("booked", "ok")
+    closed = views.weighing_status(True, True, None, Decimal("0.00"), kg)
+    assert closed == ("closed: 0.00 of 2.50 kg booked by the gateway", "idle")
+
+
+def test_weighing_actions_fit_the_state() -> None:
+    kg = Decimal("2.50")
+    parked = weighing_actions(7, "MO done", False, None, kg)
+    assert parked == {"weighing_retry": None, "weighing_give_up": None}
+    part = weighing_actions(7, "short", True, Decimal("1.00"), kg)
+    assert part["weighing_give_up"] is None and "a retry would post it again" in str(part["weighing_retry"])
+    done = weighing_actions(7, None, True, kg, kg)
+    assert all("not in attention" in str(reason) for reason in done.values())
 
 
 def test_slot_rows_progress_against_stored_targets() -> None:
@@ -76,6 +145,10 @@ def test_banners_put_attention_first_and_hide_service_noise_without_broker() -> 
     healthy = views.service_rows({n: {"state": "online"} for n in views.EXPECTED_SERVICES})
     ok_plc = views.plc_row({"state": "online", "plc": {"reachable": True}})
     assert views.banners([], 0, healthy, ok_plc, broker_connected=True) == []
+    [weighings] = views.banners([], 0, healthy, ok_plc, broker_connected=True, attention_weighings=3)
+    assert weighings.text == "ATTENTION: 3 manual weighing(s) need an operator" and weighings.href.startswith(
+        "/weighings"
+    )
 
 
 def test_history_query_validation_and_paging_params() -> None:

@@ -68,7 +68,7 @@ def test_config_has_restart_stop_and_log_settings_and_no_secret(tmp_path: Path) 
     parser = configparser.RawConfigParser()
     parser.read_string(text)
     names = [s.removeprefix("program:") for s in parser.sections() if s.startswith("program:")]
-    assert names == ["plc_sim", "odoo_sim", *SERVICES]
+    assert names == ["plc_sim", "odoo_sim", *SERVICES, "housekeeping"]
     for name in names:
         section = parser[f"program:{name}"]
         assert section["autorestart"] == "true"
@@ -135,3 +135,17 @@ def test_console_reads_with_its_own_role_and_acts_with_the_services_role() -> No
     assert names[-1] == "console" and "console" not in [p.name for p in default_programs(env)]
     # Without a read-only role the console reads with DATABASE_URL (read-only transactions still apply).
     assert "DATABASE_URL" not in console_env({k: v for k, v in env.items() if not k.startswith("CONSOLE_")})
+
+
+def test_housekeeping_runs_by_default_with_the_next_health_port_and_no_broker_settings(tmp_path: Path) -> None:
+    from deploy.supervisord import HOUSEKEEPING, default_programs
+
+    env = {**example_env(), "HEALTH_PORT": "8081", "MQTT_PASSWORD_FILE": "/s/mqtt_x"}
+    [program] = [p for p in default_programs(env, bin_dir=tmp_path) if p.name == HOUSEKEEPING]
+    assert program.command == ["housekeeping"]
+    conf = write_supervisor_config(tmp_path / "run", env, [program])
+    own = json.loads((conf.parent / "env" / "housekeeping.json").read_text())
+    assert own["HEALTH_PORT"] == str(8081 + len(SERVICES))  # after the four services' ports
+    assert own["DATABASE_URL"] == env["DATABASE_URL"]
+    assert not [k for k in own if k.startswith("MQTT_PASSWORD") or k == "MQTT_URL"]  # it needs no broker
+    assert HOUSEKEEPING not in [p.name for p in default_programs(env, with_housekeeping=False)]
