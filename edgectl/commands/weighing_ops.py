@@ -23,8 +23,8 @@ from edgectl.errors import Refused, Unreachable, UsageError
 from shared.db.models import ManualWeighing
 from shared.db.repo import audit
 from shared.db.session import transaction
-from shared.mqtt.events import weighing_event
-from shared.mqtt.payloads import dumps
+from shared.mqtt.events import WeighingEvent
+from shared.mqtt.payloads import dumps, utc_now
 
 ACTOR = "operator"
 
@@ -69,7 +69,13 @@ def run_retry(args: argparse.Namespace) -> int:
     try:
         with Bus(broker) as bus:
             bus.publish(
-                conn.topics.weighing_events, dumps("edgectl", weighing_event("retry", weighing_id, event_id))
+                conn.topics.weighing_events,
+                dumps(
+                    "edgectl",
+                    WeighingEvent(
+                        ts=utc_now(), source="edgectl", event="retry", weighing_id=weighing_id, event_id=event_id
+                    ).wire(),
+                ),
             )
     except (Unreachable, UsageError, Refused) as exc:
         print(

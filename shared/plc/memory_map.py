@@ -286,6 +286,8 @@ def _check_layout(lname: str, layout: Layout, equipment_codes: list[str]) -> Non
 # The fields the manual-weighing decoder reads by name, with their codecs (the rest of the layout is free).
 WEIGHING_HEADER = {"batch": CodecName.UINT16, "mo_id": CodecName.ASCII}
 WEIGHING_ITEM = {"product_id": CodecName.UINT16, "kg": CodecName.KG_X100}
+# The item's flag, by the name the weighing message carries it under (shared/mqtt/snapshots.py WeighingItem).
+WEIGHING_ITEM_FLAG = "status_manual_weigh_read"
 
 
 def _check_weighing_layout(area: Area, layout: Layout) -> None:
@@ -294,6 +296,10 @@ def _check_weighing_layout(area: Area, layout: Layout) -> None:
         raise ValueError(f"{where}: one area (its items are the slots), slot_capacity 1")
     if layout.items is None:
         raise ValueError(f"{where}: its layout needs `items`")
+    if layout.items.flag != WEIGHING_ITEM_FLAG:
+        raise ValueError(
+            f"{where}: the item flag must be named {WEIGHING_ITEM_FLAG!r} (the weighing message's name)"
+        )
     for fields, wanted, label in (
         (layout.fields, WEIGHING_HEADER, "header"),
         (layout.items.fields, WEIGHING_ITEM, "item"),
