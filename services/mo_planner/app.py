@@ -208,11 +208,11 @@ class Planner:
             self.on_reply(body)
         elif slot is not None and slot in self.map.slots() and msg.topic == self.topics.plc_read(slot):
             # A message that is not a READ snapshot of this slot is held as an invalid one (alarm, nothing applied).
-            read = ReadSlotSnapshot.received(msg.payload, slot, SERVICE)
+            read = ReadSlotSnapshot.received(msg.payload, slot, SERVICE, log)
             self.read_snaps[slot] = read
             self.on_read(slot, read)
         elif slot is not None and slot in self.map.slots():
-            write = WriteSlotSnapshot.received(msg.payload, slot, SERVICE)
+            write = WriteSlotSnapshot.received(msg.payload, slot, SERVICE, log)
             self.write_snaps[slot] = write
             self.on_write(slot, write)
 
@@ -470,7 +470,7 @@ class Planner:
         snapshot from before the write, or a PLC link outage that stops all snapshots, proves nothing."""
         for slot in self.map.slots():
             w, r = self.write_snaps.get(slot), self.read_snaps.get(slot)
-            if not (w and r and w.valid and r.valid and w.empty and r.empty):
+            if w is None or r is None or not (w.valid and r.valid and w.empty and r.empty):
                 continue
             evidence_at = min(w.ts, r.ts)  # when the gateway read them, not when they reached us
             lost: list[str] = []

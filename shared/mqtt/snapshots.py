@@ -10,6 +10,7 @@ A message that claims otherwise does not validate: the receiver refuses it like 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_serializer, model_validator
@@ -218,15 +219,17 @@ class BatchSlotSnapshot(AreaSnapshot):
         )
 
     @classmethod
-    def received(cls, raw: bytes, slot: int, receiver: str) -> Self:
-        """The snapshot of `slot` as received on its topic, or `refused` with the reason when the message does
-        not fit or names another slot (anything can be published on a topic: never trusted)."""
+    def received(cls, raw: bytes, slot: int, receiver: str, log: logging.Logger | None = None) -> Self:
+        """The snapshot of `slot` as received on its topic, or `refused` with the reason (logged to `log`) when
+        the message does not fit or names another slot (anything can be published on a topic: never trusted)."""
         try:
             snap = parse_message(cls, raw)
+            if snap.slot != slot:
+                raise PayloadError("invalid_payload", f"slot {snap.slot} on the topic of slot {slot}")
         except PayloadError as exc:
+            if log is not None:
+                log.warning("snapshot refused", extra={"area": cls.__name__, "slot": slot, "reason": str(exc)})
             return cls.refused(slot, f"malformed snapshot: {exc}", receiver)
-        if snap.slot != slot:
-            return cls.refused(slot, f"malformed snapshot: slot {snap.slot} on the topic of slot {slot}", receiver)
         return snap
 
 

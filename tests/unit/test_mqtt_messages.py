@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -12,10 +13,10 @@ import pytest
 from services.plc_gateway.publisher import snapshot_message
 from shared.mqtt.events import BatchEvent, FailureEvent
 from shared.mqtt.payloads import PayloadError
-from shared.mqtt.snapshots import FailureSnapshot, ReadSlotSnapshot
+from shared.mqtt.snapshots import FailureSnapshot, ReadSlotSnapshot, WriteSlotSnapshot
 from shared.mqtt.wire import parse_message
 from shared.plc.snapshot import Snapshot
-from tests.support.messages import MAP, failure_area, failure_words, read_slot
+from tests.support.messages import MAP, failure_area, failure_words, read_slot, write_slot
 
 AT = dt.datetime(2026, 12, 2, 8, 15, 30, 123456, tzinfo=dt.UTC)
 
@@ -126,3 +127,14 @@ def test_a_decoded_area_that_does_not_fit_its_message_is_published_as_invalid() 
     built = snapshot_message(broken, 3, False, "plc_gateway")
     assert not built.valid and built.errors[0].startswith("decoded fields do not fit the read_slot message: ")
     assert parse_message(ReadSlotSnapshot, built.to_json()).errors == built.errors
+
+
+def test_a_refused_slot_snapshot_is_logged_and_held_as_invalid(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("test.receiver")
+    other_slot = write_slot("WH/MO/00011", slot=2).to_json()
+    with caplog.at_level(logging.WARNING, logger="test.receiver"):
+        held = WriteSlotSnapshot.received(other_slot, 1, "mo_planner", log)
+    assert not held.valid and held.slot == 1 and held.source == "mo_planner"
+    assert held.errors == ["malformed snapshot: slot 2 on the topic of slot 1"]
+    assert [r.getMessage() for r in caplog.records] == ["snapshot refused"]
+    assert caplog.records[0].reason == "slot 2 on the topic of slot 1"  # type: ignore[attr-defined]
