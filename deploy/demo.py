@@ -26,7 +26,6 @@ import dataclasses
 import fcntl
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -43,6 +42,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
+
+from deploy.servers import (
+    PostgresCluster,
+    RunAs,
+    ServerError,
+    free_port,
+    run,
+    server_account,
+    spawn_mosquitto,
+)
 
 if TYPE_CHECKING:
     from deploy.supervisord import Supervisor
@@ -176,12 +185,6 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -198,17 +201,6 @@ def free_port_block(count: int, attempts: int = 50) -> int:
         if base + count < 65536 and all(_port_free(base + i) for i in range(1, count)):
             return base
     raise DemoError(f"no {count} consecutive free TCP ports found on 127.0.0.1")
-
-
-def wait_for_tcp(port: int, timeout: float, what: str, alive: Callable[[], bool] = lambda: True) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        if not alive():
-            raise DemoError(f"{what} exited during start-up")
-        time.sleep(0.1)
-    raise DemoError(f"{what} does not listen on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
 def http_json(url: str, timeout: float = 3.0) -> Any:
@@ -229,43 +221,7 @@ def write_private(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
-def run(cmd: Sequence[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(list(cmd), capture_output=True, text=True, check=False, **kwargs)
-    if done.returncode != 0:
-        tail = (done.stdout + done.stderr).strip()[-3000:]
-        raise DemoError(f"{what} failed (exit {done.returncode}):\n{tail}")
-    return done
-
-
 # ---------------------------------------------------------------- running servers as an unprivileged user
-
-
-@dataclass(frozen=True)
-class RunAs:
-    """The account a server drops to when the demo runs as root (PostgreSQL refuses root outright)."""
-
-    name: str
-    uid: int
-    gid: int
-
-    def prefix(self) -> list[str]:
-        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
-
-    def can_reach(self, path: Path) -> bool:
-        """Can this account traverse to `path`? (A repo under /root is 0700: nobody else gets in.)"""
-        done = subprocess.run([*self.prefix(), "test", "-x", str(path)], capture_output=True, check=False)
-        return done.returncode == 0
-
-
-def server_account(preferred: Sequence[str]) -> RunAs | None:
-    """None when not root (servers run as the invoking user); else the first existing preferred account."""
-    if os.geteuid() != 0:
-        return None
-    for name in (*preferred, "nobody"):
-        with contextlib.suppress(KeyError):
-            entry = pwd.getpwnam(name)
-            return RunAs(name, entry.pw_uid, entry.pw_gid)
-    raise DemoError(f"running as root but none of the accounts {', '.join((*preferred, 'nobody'))} exist")
 
 
 def private_dir(demo_dir: Path, name: str, account: RunAs | None) -> Path:
@@ -287,76 +243,32 @@ def private_dir(demo_dir: Path, name: str, account: RunAs | None) -> Path:
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def _version_key(path: Path) -> list[int]:
-    # /usr/lib/postgresql/<version>/bin/<name>: the newest version wins ("9.6" < "15").
-    return [int(part) for part in path.parts[-3].split(".") if part.isdigit()]
-
-
-def pg_bin(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=_version_key)
-    if candidates:
-        return str(candidates[-1])
-    raise DemoError(f"{name} not found: install PostgreSQL (apt-get install postgresql) or set DATABASE_URL")
-
-
 @dataclass
 class EmbeddedPostgres:
-    """A private cluster on a free port: TCP on 127.0.0.1 only (no unix socket: no path-length or
-    /var/run/postgresql permission issues), password authentication for every connection."""
+    """The demo's database: a private cluster (deploy/servers.py) with password authentication for every
+    connection, the services' role and database, and the console's read-only role."""
 
-    home: Path  # holds data/, postgresql.log
-    port: int
-    account: RunAs | None
+    cluster: PostgresCluster
     password_file: Path  # the `feedmill` role's password (root-owned, for the services)
 
     @property
-    def data(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.home / "postgresql.log"
-
-    @property
     def url(self) -> str:
-        return f"postgresql://{DB_USER}@127.0.0.1:{self.port}/{DB_NAME}"
-
-    def _as_server(self, cmd: Sequence[str], what: str) -> None:
-        prefix = self.account.prefix() if self.account else []
-        # start_new_session: a Ctrl-C in the terminal must not reach the server; we stop it last, in order.
-        run([*prefix, *cmd], what, start_new_session=True, cwd=self.home)
+        return f"postgresql://{DB_USER}@127.0.0.1:{self.cluster.port}/{DB_NAME}"
 
     def start(self, secrets_dir: Path) -> None:
         superuser_pw = secrets.token_hex(16)
         write_private(secrets_dir / "postgres_superuser", superuser_pw + "\n")
         # initdb reads the superuser password from a file: a copy the server account can read, gone after.
-        pwfile = self.home / "initdb.pw"
+        pwfile = self.cluster.home / "initdb.pw"
         write_private(pwfile, superuser_pw + "\n")
-        if self.account:
-            os.chown(pwfile, self.account.uid, self.account.gid)
+        account = self.cluster.account
+        if account:
+            os.chown(pwfile, account.uid, account.gid)
         try:
-            self._as_server(
-                [pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", f"--pwfile={pwfile}",
-                 "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-instructions"],
-                "initdb",
-            )  # fmt: skip
+            self.cluster.init(superuser_password_file=pwfile, settings=["max_connections = 50"])
         finally:
             pwfile.unlink(missing_ok=True)
-        with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write(
-                "\n# ./scripts/demo\n"
-                "listen_addresses = '127.0.0.1'\n"
-                f"port = {self.port}\n"
-                "unix_socket_directories = ''\n"
-                "max_connections = 50\n"
-            )
-        self._as_server(
-            [pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start"],
-            f"PostgreSQL start (log: {self.log})",
-        )
+        self.cluster.start()
         self._create_database(superuser_pw)
 
     def _create_database(self, superuser_pw: str) -> None:
@@ -365,7 +277,7 @@ class EmbeddedPostgres:
         password = secrets.token_hex(16)  # hex: nothing to quote in URLs or SQL
         ro_password = secrets.token_hex(16)
         engine = sa.create_engine(
-            f"postgresql+psycopg2://postgres:{superuser_pw}@127.0.0.1:{self.port}/postgres",
+            f"postgresql+psycopg2://postgres:{superuser_pw}@127.0.0.1:{self.cluster.port}/postgres",
             isolation_level="AUTOCOMMIT",
         )
         try:
@@ -379,7 +291,7 @@ class EmbeddedPostgres:
         # The console's pages read as console_ro: SELECT on every table the services' role creates, now
         # (none yet) and later (the migrations), so a page can never change a row whatever its bug.
         engine = sa.create_engine(
-            f"postgresql+psycopg2://postgres:{superuser_pw}@127.0.0.1:{self.port}/{DB_NAME}",
+            f"postgresql+psycopg2://postgres:{superuser_pw}@127.0.0.1:{self.cluster.port}/{DB_NAME}",
             isolation_level="AUTOCOMMIT",
         )
         try:
@@ -394,32 +306,13 @@ class EmbeddedPostgres:
         write_private(self.password_file, password + "\n")
         write_private(self.password_file.with_name("postgres_console_ro"), ro_password + "\n")
 
-    def running(self) -> bool:
-        pid_file = self.data / "postmaster.pid"
-        try:
-            pid = int(pid_file.read_text().split()[0])
-            os.kill(pid, 0)
-        except (OSError, ValueError, IndexError):
-            return False
-        return True
-
     def stop(self) -> None:
-        if not self.data.exists() or not (self.data / "postmaster.pid").exists():
-            return
-        with contextlib.suppress(DemoError):
-            self._as_server(
-                [pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"], "PostgreSQL stop"
-            )
+        if self.cluster.running():
+            with contextlib.suppress(ServerError):
+                self.cluster.stop()
 
 
 # ---------------------------------------------------------------- Mosquitto
-
-
-def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if not found:
-        raise DemoError("mosquitto not found: install it (apt-get install mosquitto) or set MQTT_URL")
-    return found
 
 
 def production_broker_settings() -> list[str]:
@@ -477,12 +370,7 @@ class EmbeddedBroker:
         ]
         conf = self.home / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        log = open(self.log, "ab")  # noqa: SIM115 - the child owns it
-        self.process = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log, start_new_session=True
-        )
-        log.close()
-        wait_for_tcp(self.port, 15, f"mosquitto (log: {self.log})", alive=self.running)
+        self.process = spawn_mosquitto(conf, self.log, self.port, new_session=True)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -543,10 +431,11 @@ def reap_previous_run(demo_dir: Path, state_file: Path) -> None:
     pg = state.get("postgres")
     if isinstance(pg, dict):
         account = RunAs(**pg["account"]) if pg.get("account") else None
-        leftover = EmbeddedPostgres(Path(pg["home"]), 0, account, Path("/nonexistent"))
+        leftover = PostgresCluster(Path(pg["home"]), 0, account)
         if leftover.running():
             say(f"==> stopping the PostgreSQL an earlier demo run left behind ({leftover.data})")
-            leftover.stop()
+            with contextlib.suppress(ServerError):
+                leftover.stop()
 
 
 def wipe(demo_dir: Path, keep: str) -> None:
@@ -959,12 +848,11 @@ def _run(cfg: DemoConfig, environ: Mapping[str, str], stack: contextlib.ExitStac
     pg: EmbeddedPostgres | None = None
     if cfg.database_url is None:
         account = server_account(["postgres"])
-        pg = EmbeddedPostgres(
-            private_dir(cfg.demo_dir, "pg", account), ports.postgres, account, secrets_dir / "postgres_password"
-        )
-        say(f"==> PostgreSQL: private cluster in {pg.home} on 127.0.0.1:{pg.port}"
+        cluster = PostgresCluster(private_dir(cfg.demo_dir, "pg", account), ports.postgres, account)
+        pg = EmbeddedPostgres(cluster, secrets_dir / "postgres_password")
+        say(f"==> PostgreSQL: private cluster in {cluster.home} on 127.0.0.1:{cluster.port}"
             + (f" (as user {account.name})" if account else ""))  # fmt: skip
-        record(postgres={"home": str(pg.home), "account": dataclasses.asdict(account) if account else None})
+        record(postgres={"home": str(cluster.home), "account": dataclasses.asdict(account) if account else None})
         stack.callback(_stopper("PostgreSQL", pg.stop))
         pg.start(secrets_dir)
         database_url = pg.url
@@ -1023,8 +911,8 @@ def _run(cfg: DemoConfig, environ: Mapping[str, str], stack: contextlib.ExitStac
             raise DemoError(f"supervisord exited ({sup.process.returncode}); see {run_dir / 'logs'}")
         if broker is not None and not broker.running():
             raise DemoError(f"mosquitto exited; see {broker.log}")
-        if pg is not None and not pg.running():
-            raise DemoError(f"PostgreSQL stopped; see {pg.log}")
+        if pg is not None and not pg.cluster.running():
+            raise DemoError(f"PostgreSQL stopped; see {pg.cluster.log}")
         progress.poll()
         time.sleep(1.0)
 
@@ -1038,7 +926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Shutdown as why:
         say(f"==> demo stopped ({why})")
         return 0
-    except DemoError as exc:
+    except (DemoError, ServerError) as exc:
         say(f"demo: {exc}")
         return 1
     except OSError as exc:  # a file or port problem outside the expected failures: still a clean message

@@ -20,8 +20,8 @@ from edgectl.db import session_factory
 from edgectl.errors import Refused, Unreachable, UsageError
 from shared.db.operator_actions import ActionRefused, ActionResult, cancel_batch, retry_batch
 from shared.db.session import transaction
-from shared.mqtt.events import batch_event
-from shared.mqtt.payloads import dumps
+from shared.mqtt.events import BatchEvent
+from shared.mqtt.payloads import dumps, utc_now
 
 ACTOR = "operator"
 
@@ -79,7 +79,12 @@ def run_retry(args: argparse.Namespace) -> int:
     print(result.message)
     try:
         with Bus(broker) as bus:
-            bus.publish(conn.topics.batch_events, dumps("edgectl", batch_event("retry", args.mo_id, None)))
+            bus.publish(
+                conn.topics.batch_events,
+                dumps(
+                    "edgectl", BatchEvent(ts=utc_now(), source="edgectl", event="retry", mo_id=args.mo_id).wire()
+                ),
+            )
     except (Unreachable, UsageError, Refused) as exc:
         # The row is committed: odoo_sync's periodic sweep finds it without the wake-up event.
         print(

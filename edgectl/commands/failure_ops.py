@@ -20,8 +20,8 @@ from edgectl.db import session_factory
 from edgectl.errors import Refused, Unreachable, UsageError
 from shared.db.operator_actions import MIN_EVENT_PREFIX, ActionRefused, retry_failure
 from shared.db.session import transaction
-from shared.mqtt.events import failure_event
-from shared.mqtt.payloads import dumps
+from shared.mqtt.events import FailureEvent
+from shared.mqtt.payloads import dumps, utc_now
 
 ACTOR = "operator"
 
@@ -49,7 +49,13 @@ def run_retry(args: argparse.Namespace) -> int:
     print(result.message)
     try:
         with Bus(broker) as bus:
-            bus.publish(conn.topics.failure_events, dumps("edgectl", failure_event("retry", result.subject)))
+            bus.publish(
+                conn.topics.failure_events,
+                dumps(
+                    "edgectl",
+                    FailureEvent(ts=utc_now(), source="edgectl", event="retry", event_id=result.subject).wire(),
+                ),
+            )
     except (Unreachable, UsageError, Refused) as exc:
         print(
             f"edgectl failure-retry: wake-up not sent ({exc}); failure_monitor finds it on its sweep",

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +20,20 @@ from edgectl import connection
 from edgectl.bus import Bus, Received
 from edgectl.commands import EXIT_OK
 from shared.mqtt.client import json_object
+from shared.mqtt.events import BatchEvent, WeighingEvent
+from shared.mqtt.payloads import PayloadError
+from shared.mqtt.snapshots import (
+    FailureSnapshot,
+    ReadSlotSnapshot,
+    WeighingFields,
+    WeighingSnapshot,
+    WriteSlotSnapshot,
+)
 from shared.mqtt.topics import Topics
+from shared.mqtt.wire import Envelope, parse_message
 
 REPEAT_S = 1.0
 SHOWN_SILOS = 3
-_EVENT_KEYS = {"schema", "ts", "source", "event", "mo_id", "slot"}
 
 
 def register(sub: Any) -> None:
@@ -47,6 +57,13 @@ def subscriptions(topics: Topics) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class Seen:
+    text: str
+    key: Any = None  # state topics: what must change for the line to be printed again
+    settled: bool = False  # a heartbeat, or a snapshot with nothing running: never repeated
+
+
 @dataclass
 class Formatter:
     """Turns messages into lines; remembers what it printed per topic to drop repeats."""
@@ -55,40 +72,45 @@ class Formatter:
     last: dict[str, tuple[Any, float]] = field(default_factory=dict)
 
     def line(self, msg: Received) -> str | None:
-        body = json_object(msg.payload)
-        if body is None:
+        if json_object(msg.payload) is None:
             return None
-        text, key = self._describe(msg.topic, body)
-        if text is None:
+        seen = self._describe(msg.topic, msg.payload)
+        if seen is None:
             return None
-        if key is not None:  # a state topic: print changes, and a running one at most once a second
+        if seen.key is not None:  # a state topic: print changes, and a running one at most once a second
             previous = self.last.get(msg.topic)
             if (
                 previous is not None
-                and previous[0] == key
-                and (body.get("heartbeat") or msg.at - previous[1] < REPEAT_S or not body.get("fields"))
+                and previous[0] == seen.key
+                and (seen.settled or msg.at - previous[1] < REPEAT_S)
             ):
                 return None
-            self.last[msg.topic] = (key, msg.at)
+            self.last[msg.topic] = (seen.key, msg.at)
         stamp = dt.datetime.fromtimestamp(msg.at).strftime("%H:%M:%S")
-        return f"{stamp} {text}"
+        return f"{stamp} {seen.text}"
 
-    def _describe(self, topic: str, body: dict[str, Any]) -> tuple[str | None, Any]:
+    def _describe(self, topic: str, raw: bytes) -> Seen | None:
         t = self.topics
         rel = topic.removeprefix(t.root + "/")
-        if topic == t.batch_events:
-            return _event(body), None
-        if topic.startswith(f"{t.root}/plc/read/"):
-            return _read_slot(rel, body)
-        if topic.startswith(f"{t.root}/plc/write/"):
-            return _write_slot(rel, body)
-        if topic == t.plc_failure:
-            return _failure(rel, body)
-        if topic == t.plc_weighing:
-            return _weighing_area(rel, body)
-        if topic == t.weighing_events:
-            return _weighing_event(body), None
+        slot = t.slot_of(topic)
+        if slot is not None and topic == t.plc_read(slot):
+            return _read_slot(rel, ReadSlotSnapshot.received(raw, slot, "edgectl"))
+        if slot is not None and topic == t.plc_write(slot):
+            return _write_slot(rel, WriteSlotSnapshot.received(raw, slot, "edgectl"))
+        typed: dict[str, tuple[type[Envelope], Callable[[str, Any], Seen]]] = {
+            t.batch_events: (BatchEvent, _batch_event),
+            t.plc_failure: (FailureSnapshot, _failure),
+            t.plc_weighing: (WeighingSnapshot, _weighing_area),
+            t.weighing_events: (WeighingEvent, _weighing_event),
+        }
+        if topic in typed:
+            model, describe = typed[topic]
+            try:
+                return describe(rel, parse_message(model, raw))
+            except PayloadError as exc:
+                return Seen(f"{rel} MALFORMED {exc}")
         if topic == t.gateway_status or rel.startswith("svc/"):
+            body = json_object(raw) or {}
             name = "plc_gateway" if topic == t.gateway_status else rel.split("/")[1]
             state = str(body.get("state", "?"))
             plc = body.get("plc")
@@ -97,18 +119,20 @@ class Formatter:
                 extra = (
                     " plc reachable" if plc.get("reachable") else f" PLC UNREACHABLE {plc.get('last_error') or ''}"
                 )
-            return f"svc {name} {state}{extra}".rstrip(), (state, extra)
-        return None, None
+            return Seen(f"svc {name} {state}{extra}".rstrip(), (state, extra), settled=True)
+        return None
 
 
-def _event(body: dict[str, Any]) -> str:
-    parts = [str(body.get("mo_id") or "-"), str(body.get("event", "?"))]
-    if body.get("slot") is not None:
-        parts.append(f"slot {body['slot']}")
-    for key, value in body.items():
-        if key not in _EVENT_KEYS and value not in (None, "", [], {}):
-            parts.append(f"{key}={_value(value)}")
-    return " ".join(parts)
+def _details(event: Envelope, shown: Sequence[str]) -> list[str]:
+    return [f"{key}={_value(value)}" for key in shown if (value := getattr(event, key)) not in (None, "", [], {})]
+
+
+def _batch_event(_rel: str, event: BatchEvent) -> Seen:
+    parts = [event.mo_id or "-", event.event]
+    if event.slot is not None:
+        parts.append(f"slot {event.slot}")
+    parts += _details(event, ("reason", "code", "weight", "warnings", "status"))
+    return Seen(" ".join(parts))
 
 
 def _value(value: Any) -> str:
@@ -117,70 +141,65 @@ def _value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
-def _read_slot(rel: str, body: dict[str, Any]) -> tuple[str, Any]:
-    if not body.get("valid", False):
-        errors = "; ".join(str(e) for e in (body.get("errors") or [])[:2])
-        return f"{rel} INVALID {errors}", ("invalid", errors)
-    if body.get("empty"):
-        return f"{rel} empty", ("empty",)
-    f = body.get("fields") or {}
-    if f.get("status_operation"):
+def _read_slot(rel: str, snap: ReadSlotSnapshot) -> Seen:
+    if not snap.valid:
+        errors = "; ".join(snap.errors[:2])
+        return Seen(f"{rel} INVALID {errors}", ("invalid", errors), settled=True)
+    f = snap.batch
+    if f is None:
+        return Seen(f"{rel} empty", ("empty",))
+    if f.status_operation:
         status = "failed"
-    elif f.get("status_manufacturing"):
-        status = f"finished {float(f.get('weight_finished_good') or 0):.1f} kg"
+    elif f.status_manufacturing:
+        status = f"finished {f.weight_finished_good:.1f} kg"
     else:
         status = "running"
-    if f.get("status_read_data"):
+    if f.status_read_data:
         status += " acked"
-    dosed = [(code, float(v)) for code, v in (f.get("consumption") or {}).items() if v]
+    dosed = [(code, kg) for code, kg in f.consumption.items() if kg]
     # One line per snapshot stays readable: the first silos by name, then the total (full data: --json).
     kg = ", ".join(f"{code} {v:.1f} kg" for code, v in dosed[:SHOWN_SILOS])
     if len(dosed) > SHOWN_SILOS:
         kg += f", +{len(dosed) - SHOWN_SILOS} more, total {sum(v for _, v in dosed):.1f} kg"
-    return f"{rel} {f.get('mo_id')} {status} {kg}".rstrip(), (f.get("mo_id"), status)
+    return Seen(f"{rel} {f.mo_id} {status} {kg}".rstrip(), (f.mo_id, status), settled=snap.heartbeat)
 
 
-def _write_slot(rel: str, body: dict[str, Any]) -> tuple[str, Any]:
-    if not body.get("valid", False):
-        return f"{rel} INVALID", ("invalid",)
-    f = body.get("fields") or {}
-    w = f.get("status_read_data")
+def _write_slot(rel: str, snap: WriteSlotSnapshot) -> Seen:
+    if not snap.valid:
+        return Seen(f"{rel} INVALID", ("invalid",), settled=True)
+    w = snap.flag
     meaning = "taken by the PLC" if w == 1 else "waiting for the PLC"
-    mo = "empty" if body.get("empty") else f.get("mo_id")
-    return f"{rel} {mo} W={w} ({meaning})", (mo, w)
+    mo = "empty" if snap.empty else snap.mo_id
+    return Seen(f"{rel} {mo} W={w} ({meaning})", (mo, w), settled=snap.heartbeat)
 
 
-def _failure(rel: str, body: dict[str, Any]) -> tuple[str, Any]:
-    if not body.get("pending"):
-        return f"{rel} no failure pending", ("none",)
-    f = body.get("fields") or {}
-    event = str(body.get("event_id") or "")[:12]
-    return f"{rel} {f.get('equipment_code')} {f.get('description')} pending (event {event})", event
+def _failure(rel: str, snap: FailureSnapshot) -> Seen:
+    shown = snap.failure
+    if not snap.pending or shown is None:
+        return Seen(f"{rel} no failure pending", ("none",), settled=snap.heartbeat or not snap.valid)
+    event = shown.event_id[:12]
+    return Seen(
+        f"{rel} {shown.equipment_code} {shown.description} pending (event {event})", event, settled=snap.heartbeat
+    )
 
 
-def _weighing_area(rel: str, body: dict[str, Any]) -> tuple[str, Any]:
-    f = body.get("fields") or {}
-    items = [it for it in (f.get("items") or []) if isinstance(it, dict)]
-    pending = [it for it in items if it.get("pending")]
-    rejected = [it for it in items if not it.get("valid")]
-    parts = [f"{rel} {f.get('mo_id') or '-'}"]
-    parts += [
-        f"item {it.get('item')} {it.get('product_id')} {float(it.get('kg') or 0):.2f} kg pending" for it in pending
-    ]
-    parts += [f"item {it.get('item')} REJECTED {'; '.join(map(str, it.get('errors') or []))}" for it in rejected]
+def _weighing_area(rel: str, snap: WeighingSnapshot) -> Seen:
+    header = snap.fields
+    mo_id = header.mo_id if isinstance(header, WeighingFields) else None
+    parts = [f"{rel} {mo_id or '-'}"]
+    parts += [f"item {it.item} {it.product_id} {it.kg or 0:.2f} kg pending" for it in snap.items if it.pending]
+    parts += [f"item {it.item} REJECTED {'; '.join(it.errors)}" for it in snap.items if not it.valid]
     if len(parts) == 1:
         parts.append("nothing pending")
-    if not items and body.get("errors"):
-        parts.append("INVALID " + "; ".join(str(e) for e in body["errors"][:2]))
-    return f"{parts[0]} {', '.join(parts[1:])}", tuple(parts)
+    if not snap.items and snap.errors:
+        parts.append("INVALID " + "; ".join(snap.errors[:2]))
+    return Seen(f"{parts[0]} {', '.join(parts[1:])}", tuple(parts), settled=snap.heartbeat)
 
 
-def _weighing_event(body: dict[str, Any]) -> str:
-    parts = [f"weighing {body.get('weighing_id')}", str(body.get("event", "?"))]
-    for key in ("item", "mo_id", "product_id", "kg", "applied_kg", "code", "reason"):
-        if body.get(key) not in (None, ""):
-            parts.append(f"{key}={_value(body[key])}")
-    return " ".join(parts)
+def _weighing_event(_rel: str, event: WeighingEvent) -> Seen:
+    parts = [f"weighing {event.weighing_id}", event.event]
+    parts += _details(event, ("item", "mo_id", "product_id", "kg", "applied_kg", "code", "reason"))
+    return Seen(" ".join(parts))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,8 +26,8 @@ from edgectl.db import session_factory
 from edgectl.errors import Refused, Unreachable, UsageError
 from shared.db.operator_actions import ActionRefused, ActionResult, give_up_weighing, retry_weighing
 from shared.db.session import transaction
-from shared.mqtt.events import weighing_event
-from shared.mqtt.payloads import dumps
+from shared.mqtt.events import WeighingEvent
+from shared.mqtt.payloads import dumps, utc_now
 
 ACTOR = "operator"
 
@@ -70,7 +70,16 @@ def run_retry(args: argparse.Namespace) -> int:
         with Bus(broker) as bus:
             bus.publish(
                 conn.topics.weighing_events,
-                dumps("edgectl", weighing_event("retry", int(result.subject), result.event_id)),
+                dumps(
+                    "edgectl",
+                    WeighingEvent(
+                        ts=utc_now(),
+                        source="edgectl",
+                        event="retry",
+                        weighing_id=int(result.subject),
+                        event_id=result.event_id,
+                    ).wire(),
+                ),
             )
     except (Unreachable, UsageError, Refused) as exc:
         print(

@@ -53,7 +53,8 @@ from shared.db.operator_actions import (
 from shared.db.repo import actuals_of, audit
 from shared.db.session import make_engine, make_session_factory, transaction
 from shared.mqtt.client import Message, MqttLink, json_object
-from shared.mqtt.events import batch_event, failure_event, weighing_event
+from shared.mqtt.events import BatchEvent, FailureEvent, WeighingEvent
+from shared.mqtt.payloads import utc_now
 from shared.mqtt.requests import UNREACHABLE_CODES, command_request
 from shared.odoo.mapping import consumption_payload
 
@@ -213,7 +214,7 @@ class Console:
             self._nudge()
             return
         with self._lock:
-            changed = self.live.apply(msg.topic, body)
+            changed = self.live.apply(msg.topic, msg.payload)
         if changed:
             self._nudge()
 
@@ -722,13 +723,20 @@ class Console:
     def _wake(self, result: ActionResult) -> None:
         # After the commit; a lost wake-up only delays the work until the service's next sweep.
         if result.wake == "batch":
-            self.link.publish_json(self.topics.batch_events, batch_event("retry", result.subject, None))
+            batch = BatchEvent(ts=utc_now(), source=SERVICE, event="retry", mo_id=result.subject)
+            self.link.publish_json(self.topics.batch_events, batch.wire())
         elif result.wake == "failure":
-            self.link.publish_json(self.topics.failure_events, failure_event("retry", result.subject))
+            failure = FailureEvent(ts=utc_now(), source=SERVICE, event="retry", event_id=result.subject)
+            self.link.publish_json(self.topics.failure_events, failure.wire())
         elif result.wake == "weighing" and result.event_id is not None:
-            self.link.publish_json(
-                self.topics.weighing_events, weighing_event("retry", int(result.subject), result.event_id)
+            weighing = WeighingEvent(
+                ts=utc_now(),
+                source=SERVICE,
+                event="retry",
+                weighing_id=int(result.subject),
+                event_id=result.event_id,
             )
+            self.link.publish_json(self.topics.weighing_events, weighing.wire())
 
     async def _arm(self, target: str, actor: str, client: str) -> ActionResult:
         if not target.isdigit() or not 1 <= int(target) <= 99:

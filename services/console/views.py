@@ -2,7 +2,8 @@
 unless passed). Every status has a word as well as a colour class (`tone`), so nothing depends on colour alone.
 
 `LiveState` is what the console knows from the broker: the retained status of every service (birth/LWT), the
-gateway's status (PLC link), and the latest READ/WRITE snapshot of every slot.
+gateway's status (PLC link), and the latest READ/WRITE snapshot of every slot (shared/mqtt/snapshots.py; a
+message that is not one is held as an invalid snapshot).
 """
 
 from __future__ import annotations
@@ -14,48 +15,57 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.mqtt.client import json_object
+from shared.mqtt.snapshots import BatchSlotSnapshot, ReadSlotSnapshot, WriteSlotSnapshot
 from shared.mqtt.topics import Topics
 
 Tone = Literal["ok", "warn", "bad", "idle"]
 # The services the line needs; others that publish a status (e.g. the console itself) are listed after them.
 EXPECTED_SERVICES = ("plc_gateway", "mo_planner", "odoo_sync", "failure_monitor")
+RECEIVER = "console"  # names the console as the source of a snapshot it refused
+# What changes in a retained message without changing what a page shows.
+UNSHOWN = frozenset({"ts", "seq", "heartbeat"})
 
 
 @dataclass
 class LiveState:
     topics: Topics
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # service name -> status body
-    reads: dict[int, dict[str, Any]] = field(default_factory=dict)
-    writes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reads: dict[int, ReadSlotSnapshot] = field(default_factory=dict)
+    writes: dict[int, WriteSlotSnapshot] = field(default_factory=dict)
     broker_connected: bool = False
 
-    def apply(self, topic: str, body: dict[str, Any]) -> bool:
+    def apply(self, topic: str, payload: bytes) -> bool:
         """Take one message; True when it changes what a page shows (heartbeats of unchanged snapshots don't)."""
         t = self.topics
+        slot = t.slot_of(topic)
+        if slot is not None:
+            if topic == t.plc_read(slot):
+                return _changed(self.reads, slot, ReadSlotSnapshot.received(payload, slot, RECEIVER))
+            return _changed(self.writes, slot, WriteSlotSnapshot.received(payload, slot, RECEIVER))
+        body = json_object(payload)
+        if body is None:
+            return False
         if topic == t.gateway_status:
-            return self._put(self.statuses, "plc_gateway", body)
+            return _changed(self.statuses, "plc_gateway", body)
         prefix, suffix = f"{t.root}/svc/", "/status"
         if topic.startswith(prefix) and topic.endswith(suffix):
             name = topic.removeprefix(prefix).removesuffix(suffix)
             if name and "/" not in name:
-                return self._put(self.statuses, name, body)
-            return False
-        slot = t.slot_of(topic)
-        if slot is not None:
-            store = self.reads if topic == t.plc_read(slot) else self.writes
-            return self._put(store, slot, body)
+                return _changed(self.statuses, name, body)
         return False
 
-    @staticmethod
-    def _put(store: dict[Any, dict[str, Any]], key: Any, body: dict[str, Any]) -> bool:
-        old = store.get(key)
-        store[key] = body
-        if old is None:
-            return True
-        ignore = {"ts", "seq", "heartbeat"}
-        return {k: v for k, v in old.items() if k not in ignore} != {
-            k: v for k, v in body.items() if k not in ignore
-        }
+
+def _shown(message: BatchSlotSnapshot | dict[str, Any]) -> dict[str, Any]:
+    body = message.model_dump(mode="json") if isinstance(message, BatchSlotSnapshot) else message
+    return {k: v for k, v in body.items() if k not in UNSHOWN}
+
+
+def _changed(store: dict[Any, Any], key: Any, message: BatchSlotSnapshot | dict[str, Any]) -> bool:
+    """Store the message; True when it differs from the one it replaces in what a page shows."""
+    old = store.get(key)
+    store[key] = message
+    return old is None or _shown(old) != _shown(message)
 
 
 # ---------------------------------------------------------------- overview pieces
@@ -192,24 +202,24 @@ class SlotRow:
     db_state: str | None
 
 
-def phase_of(read: Mapping[str, Any] | None) -> tuple[str, Tone]:
+def phase_of(read: ReadSlotSnapshot | None) -> tuple[str, Tone]:
     if read is None:
         return "NO DATA", "bad"
-    if not read.get("valid", False):
+    if not read.valid:
         return "INVALID DATA", "bad"
-    if read.get("empty"):
+    held = read.batch
+    if held is None:
         return "idle", "idle"
-    fields = read.get("fields") or {}
-    if fields.get("status_operation"):
+    if held.status_operation:
         return "FAILED on the PLC", "bad"
-    if fields.get("status_manufacturing"):
+    if held.status_manufacturing:
         return "finished", "ok"
     return "dosing", "ok"
 
 
 def slot_rows(
     slots: Iterable[int],
-    reads: Mapping[int, Mapping[str, Any]],
+    reads: Mapping[int, ReadSlotSnapshot],
     targets: Mapping[str, Mapping[str, float]],
     db_states: Mapping[str, str],
 ) -> list[SlotRow]:
@@ -219,20 +229,14 @@ def slot_rows(
     for slot in slots:
         read = reads.get(slot)
         phase, tone = phase_of(read)
-        fields = (read or {}).get("fields") or {}
-        mo_id = fields.get("mo_id") if read and not read.get("empty") else None
-        mo_id = mo_id if isinstance(mo_id, str) and mo_id else None
-        actuals = fields.get("consumption") if isinstance(fields.get("consumption"), dict) else {}
-        assert isinstance(actuals, dict)
+        held = read.batch if read is not None else None
+        mo_id = held.mo_id if held is not None else None
+        actuals = dict(held.consumption) if held is not None else {}
         wanted = targets.get(mo_id, {}) if mo_id else {}
-        codes = [c for c in dict.fromkeys([*wanted, *actuals]) if wanted.get(c) or _num(actuals.get(c))]
-        silos = [SiloProgress(c, _num(actuals.get(c)), float(wanted.get(c, 0.0))) for c in codes]
+        codes = [c for c in dict.fromkeys([*wanted, *actuals]) if wanted.get(c) or actuals.get(c)]
+        silos = [SiloProgress(c, actuals.get(c, 0.0), float(wanted.get(c, 0.0))) for c in codes]
         rows.append(SlotRow(slot, mo_id, phase, tone, silos, db_states.get(mo_id) if mo_id else None))
     return rows
-
-
-def _num(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def _str(value: Any) -> str | None:

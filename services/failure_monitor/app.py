@@ -29,8 +29,10 @@ from shared.db.repo import audit, now
 from shared.db.session import make_session_factory, transaction
 from shared.health import readiness, start_health_server
 from shared.mqtt.client import Message, MqttLink, json_object
-from shared.mqtt.events import failure_event
+from shared.mqtt.events import FailureEvent, WeighingEvent
 from shared.mqtt.payloads import answers, iso, utc_now
+from shared.mqtt.snapshots import FailureSnapshot, WeighingSnapshot
+from shared.mqtt.wire import receive
 from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooBusinessError, OdooError, OdooTransportError
 
@@ -153,17 +155,25 @@ class FailureMonitor:
                 self.on_reply(body)
             return
         if msg.topic == self.topics.plc_weighing:
-            self.weighing.on_snapshot(body)
+            weighings = receive(WeighingSnapshot, msg.payload, msg.topic, log)
+            if weighings is not None:
+                self.weighing.on_snapshot(weighings)
             return
         if msg.topic == self.topics.weighing_events:
-            self.weighing.on_event(body)
+            weighing_event = receive(WeighingEvent, msg.payload, msg.topic, log)
+            if weighing_event is not None:
+                self.weighing.on_event(weighing_event)
             return
         if msg.topic == self.topics.failure_events:
-            if body.get("event") == "retry":  # an operator handed a parked event back: report it now
-                self.report_wake.set()
+            failure_event = receive(FailureEvent, msg.payload, msg.topic, log)
+            if failure_event is not None and failure_event.event == "retry":
+                self.report_wake.set()  # an operator handed a parked event back: report it now
             return
-        event = event_from_snapshot(body, self.s.plant_timezone)
-        self._note_taken_on_plc(body)
+        snap = receive(FailureSnapshot, msg.payload, msg.topic, log)
+        if snap is None:
+            return
+        event = event_from_snapshot(snap, self.s.plant_timezone)
+        self._note_taken_on_plc(snap)
         if event is None:
             return
         with transaction(self.db) as session:
@@ -201,16 +211,16 @@ class FailureMonitor:
         if event.event_id not in {e for e, _ in self.pending.values()}:
             self._send_ack(event.event_id, f"af-{uuid.uuid4().hex}")
 
-    def _note_taken_on_plc(self, body: dict[str, Any]) -> None:
+    def _note_taken_on_plc(self, snap: FailureSnapshot) -> None:
         """Record acknowledgements the PLC's memory proves but whose reply never reached us (we restarted after
         sending the ack, or the PLC took F = 1 and posted its next event before the gateway's read-back): the
         event shown with F = 1 is taken, and so is every stored event the area no longer shows, because the PLC
         posts its next event only after it read F = 1. Else acked_at would stay NULL forever."""
-        fields = body.get("fields") or {}
-        current = fields.get("event_id")
-        if not body.get("valid") or body.get("empty") or not isinstance(current, str):
+        shown = snap.failure
+        if shown is None:
             return
-        taken_now = fields.get("status_read_data") == 1
+        current = shown.event_id
+        taken_now = shown.status_read_data == 1
         stmt = select(EquipmentFailure).where(EquipmentFailure.acked_at.is_(None)).with_for_update()
         if not taken_now:
             stmt = stmt.where(EquipmentFailure.event_id != current)
@@ -267,7 +277,8 @@ class FailureMonitor:
     def _announce_attention(self, event_id: str, reason: str) -> None:
         self.metrics.attention.inc()
         log.error("failure event needs a person", extra={"event_id": event_id, "reason": reason})
-        self.link.publish_json(self.topics.failure_events, failure_event("attention", event_id, reason=reason))
+        message = FailureEvent(ts=utc_now(), source=SERVICE, event="attention", event_id=event_id, reason=reason)
+        self.link.publish_json(self.topics.failure_events, message.wire())
 
     # ------------------------------------------------------------------ reporting to Odoo
 

@@ -1,15 +1,18 @@
-"""Failure events from PLC snapshots: pure parsing and time conversion."""
+"""Failure events from PLC snapshots: what to store, and the time conversion. Pure."""
 
 from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
-from typing import Any
+
+from shared.mqtt.snapshots import FailureSnapshot
 
 
 @dataclass(frozen=True)
-class FailureEvent:
+class PlcFailure:
+    """A failure event as failure_monitor stores it."""
+
     event_id: str
     equipment_code: str
     description: str
@@ -18,23 +21,15 @@ class FailureEvent:
     unreportable: str | None = None  # why Odoo can never accept it as it is (stored, acked, then parked)
 
 
-def event_from_snapshot(body: dict[str, Any], timezone: str) -> FailureEvent | None:
-    """A pending, valid failure snapshot -> event; anything else -> None (never acted on)."""
-    if not body.get("valid") or not body.get("pending"):
+def event_from_snapshot(snap: FailureSnapshot, timezone: str) -> PlcFailure | None:
+    """The event a failure snapshot asks us to store (pending: the PLC waits for F = 1), else None."""
+    shown = snap.failure
+    if not snap.pending or shown is None:
         return None
-    fields = body.get("fields") or {}
-    event_id = body.get("event_id")
-    if not isinstance(event_id, str) or event_id != fields.get("event_id"):
-        return None
-    try:
-        local = dt.datetime.strptime(str(fields["timestamp"]), "%Y-%m-%d %H:%M:%S")
-        code, text = str(fields["equipment_code"]), str(fields["description"])
-    except (KeyError, ValueError):
-        return None
-    unreportable = fields.get("unreportable")
-    if unreportable is not None and not isinstance(unreportable, str):
-        return None
-    return FailureEvent(event_id, code, text, local, to_utc(local, timezone), unreportable)
+    local = shown.local_time
+    return PlcFailure(
+        shown.event_id, shown.equipment_code, shown.description, local, to_utc(local, timezone), shown.unreportable
+    )
 
 
 def to_utc(local: dt.datetime, timezone: str) -> dt.datetime:

@@ -38,8 +38,9 @@ from shared.db.models import ManualWeighing
 from shared.db.repo import audit, now
 from shared.db.session import transaction
 from shared.mqtt.client import MqttLink
-from shared.mqtt.events import WeighingEventKind, weighing_event
+from shared.mqtt.events import WeighingEvent, WeighingEventKind
 from shared.mqtt.payloads import answers, iso, utc_now
+from shared.mqtt.snapshots import WeighingSnapshot
 from shared.mqtt.topics import Topics
 from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooBusinessError, OdooError, OdooTransportError
@@ -95,8 +96,8 @@ class WeighingFlow:
 
     # ------------------------------------------------------------------ snapshots and acks (main thread)
 
-    def on_snapshot(self, body: dict[str, Any]) -> None:
-        weighings, shown = weighings_from_snapshot(body, self.items)
+    def on_snapshot(self, snap: WeighingSnapshot) -> None:
+        weighings, shown = weighings_from_snapshot(snap, self.items)
         self._note_taken_on_plc(shown)
         for w in weighings:
             self._store(w)
@@ -233,14 +234,15 @@ class WeighingFlow:
             self.report_wake.set()
         return True
 
-    def on_event(self, body: dict[str, Any]) -> None:
-        if body.get("event") == "retry":  # an operator handed a parked weighing back
+    def on_event(self, event: WeighingEvent) -> None:
+        if event.event == "retry":  # an operator handed a parked weighing back
             self.report_wake.set()
 
     def _announce(self, event: WeighingEventKind, weighing_id: int, event_id: str, **details: Any) -> None:
-        self.link.publish_json(
-            self.topics.weighing_events, weighing_event(event, weighing_id, event_id, **details)
+        message = WeighingEvent(
+            ts=utc_now(), source=ACTOR, event=event, weighing_id=weighing_id, event_id=event_id, **details
         )
+        self.link.publish_json(self.topics.weighing_events, message.wire())
 
     # ------------------------------------------------------------------ reporting to Odoo (reporter thread)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
+from shared.mqtt.snapshots import WeighingFields, WeighingSnapshot
 from shared.odoo.models import Mo
 
 ALL_ITEMS = "ALL"
@@ -60,42 +61,25 @@ class ItemOnPlc:
 
 
 def weighings_from_snapshot(
-    body: dict[str, Any], selected: frozenset[int]
+    snap: WeighingSnapshot, selected: frozenset[int]
 ) -> tuple[list[PendingWeighing], list[ItemOnPlc]]:
-    """A `plc/weighing` snapshot -> (pending weighings of the selected items, every item as shown). Anything
-    malformed is skipped: the gateway already rejected bad PLC words, this only refuses a bad message."""
-    fields = body.get("fields")
-    if not isinstance(fields, dict):
-        return [], []
-    items = fields.get("items")
-    if body.get("area") != "manual_weighing" or not isinstance(items, list):
-        return [], []
+    """A `plc/weighing` snapshot -> (pending weighings of the selected items, every item as shown). The
+    message model already refused a malformed message; an item is pending only when valid (the gateway
+    rejected bad PLC words) and its header decoded."""
     pending: list[PendingWeighing] = []
     shown: list[ItemOnPlc] = []
-    for it in items:
-        if not isinstance(it, dict) or not isinstance(it.get("item"), int):
+    header = snap.fields
+    for it in snap.items:
+        shown.append(ItemOnPlc(it.item, it.event_id, it.status_manual_weigh_read))
+        if it.item not in selected or not it.pending:
             continue
-        k = it["item"]
-        event_id = it.get("event_id") if it.get("valid") and not it.get("empty") else None
-        flag = it.get("status_manual_weigh_read")
-        shown.append(
-            ItemOnPlc(k, event_id if isinstance(event_id, str) else None, flag if isinstance(flag, int) else None)
-        )
-        if k not in selected or not (it.get("pending") is True and it.get("valid") is True and flag == 0):
+        if not isinstance(header, WeighingFields) or header.batch is None or not header.mo_id:
             continue
-        try:
-            w = PendingWeighing(
-                event_id=str(it["event_id"]),
-                item=k,
-                batch=int(fields["batch"]),
-                mo_id=str(fields["mo_id"]),
-                product_id=int(it["product_id"]),
-                kg=Decimal(str(it["kg"])).quantize(Decimal("0.01")),
-            )
-        except (KeyError, TypeError, ValueError, ArithmeticError):
-            continue
-        if w.event_id and w.product_id > 0 and w.kg > 0 and w.mo_id:
-            pending.append(w)
+        if it.event_id is None or it.product_id is None or it.kg is None:
+            continue  # a pending item has all three (the model checks it): for the type checker
+        kg = Decimal(str(it.kg)).quantize(Decimal("0.01"))
+        if it.product_id > 0 and kg > 0:
+            pending.append(PendingWeighing(it.event_id, it.item, header.batch, header.mo_id, it.product_id, kg))
     return pending, shown
 
 

@@ -41,8 +41,9 @@ from shared.db.repo import (
 from shared.db.session import make_session_factory, transaction
 from shared.health import readiness, start_health_server
 from shared.mqtt.client import Message, MqttLink, json_object
-from shared.mqtt.events import BatchEvent, batch_event
+from shared.mqtt.events import BatchEvent, BatchEventKind
 from shared.mqtt.payloads import iso, utc_now
+from shared.mqtt.snapshots import ReadSlotSnapshot, WriteSlotSnapshot
 from shared.odoo.client import OdooClient
 from shared.odoo.mapping import Batch, mo_to_batch
 from shared.odoo.models import Mo
@@ -60,7 +61,6 @@ from .rules import (
     on_write_snapshot,
     recheck_queued,
     slot_free,
-    snapshot_problem,
 )
 from .settings import PlannerSettings
 
@@ -128,8 +128,8 @@ class Planner:
             ],
             birth={"version": __version__, "slots": memory_map.active_slots},
         )
-        self.read_snaps: dict[int, dict[str, Any]] = {}
-        self.write_snaps: dict[int, dict[str, Any]] = {}
+        self.read_snaps: dict[int, ReadSlotSnapshot] = {}
+        self.write_snaps: dict[int, WriteSlotSnapshot] = {}
         self.pending: dict[str, Pending] = {}
         self.acked_mo: dict[int, str] = {}
         self.alarmed: set[tuple[int, str, str]] = set()
@@ -204,19 +204,17 @@ class Planner:
             log.warning("ignored non-JSON message", extra={"topic": msg.topic})
             return
         slot = self.topics.slot_of(msg.topic)
-        if not msg.topic.startswith(self.reply_topic) and slot is not None and slot in self.map.slots():
-            area = "read" if "/plc/read/" in msg.topic else "write"
-            problem = snapshot_problem(body, slot, area)
-            if problem is not None:  # never trusted: handled like an invalid snapshot (alarm, nothing applied)
-                body = {"slot": slot, "valid": False, "errors": [f"malformed snapshot: {problem}"], "fields": {}}
         if msg.topic.startswith(self.reply_topic):
             self.on_reply(body)
-        elif slot is not None and slot in self.map.slots() and "/plc/read/" in msg.topic:
-            self.read_snaps[slot] = body
-            self.on_read(slot, body)
+        elif slot is not None and slot in self.map.slots() and msg.topic == self.topics.plc_read(slot):
+            # A message that is not a READ snapshot of this slot is held as an invalid one (alarm, nothing applied).
+            read = ReadSlotSnapshot.received(msg.payload, slot, SERVICE, log)
+            self.read_snaps[slot] = read
+            self.on_read(slot, read)
         elif slot is not None and slot in self.map.slots():
-            self.write_snaps[slot] = body
-            self.on_write(slot, body)
+            write = WriteSlotSnapshot.received(msg.payload, slot, SERVICE, log)
+            self.write_snaps[slot] = write
+            self.on_write(slot, write)
 
     def _expected(self, session: Session, mo_id: str | None) -> tuple[MoBatch | None, Expected | None]:
         if not mo_id:
@@ -238,16 +236,16 @@ class Planner:
             attention_from=row.attention_from,
         )
 
-    def on_read(self, slot: int, snap: dict[str, Any]) -> None:
-        fields = snap.get("fields") or {}
-        mo_id = fields.get("mo_id") if snap.get("valid") else None
+    def on_read(self, slot: int, snap: ReadSlotSnapshot) -> None:
+        held = snap.batch
+        mo_id = held.mo_id if held is not None else None
         seen = self._fingerprint(snap)
         ack: str | None = None
-        event: tuple[BatchEvent, dict[str, Any]] | None = None
+        event: tuple[BatchEventKind, dict[str, Any]] | None = None
         with transaction(self.db) as session:
             row, expected = self._expected(session, mo_id)
-            archived = row is None and isinstance(mo_id, str) and bool(archived_statuses(session, mo_id))
-            stored = archived_fingerprints(session, mo_id) if archived and isinstance(mo_id, str) else set()
+            archived = row is None and mo_id is not None and bool(archived_statuses(session, mo_id))
+            stored = archived_fingerprints(session, mo_id) if archived and mo_id is not None else set()
             decision = on_read_snapshot(
                 snap, expected, fingerprint=seen, archived=archived, archived_fingerprints=stored
             )
@@ -258,32 +256,37 @@ class Planner:
                 move(session, row, row.attention_from, actor=SERVICE, reason=decision.reason, slot=slot)
             if decision.action is Action.ALARM:
                 self._alarm(slot, snap, decision.reason)
-            elif decision.action is Action.RUNNING and row is not None:
+            elif decision.action is Action.RUNNING and row is not None and held is not None:
                 if row.state != BatchState.RUNNING:
                     move(session, row, "running", actor=SERVICE, reason="dosing", slot=slot)
                     event = ("running", {})
-                set_actuals(row, fields["consumption"])
-            elif decision.action in (Action.FINISH, Action.FAIL) and row is not None and seen is not None:
-                target: BatchEvent = "finished" if decision.action is Action.FINISH else "failed"
-                set_actuals(row, fields["consumption"])
-                row.actual_weight_quantity_finished_goods = Decimal(str(round(fields["weight_finished_good"], 2)))
-                row.status_manufacturing = fields["status_manufacturing"] == 1
-                row.status_operation = fields["status_operation"] == 1
+                set_actuals(row, held.consumption)
+            elif (
+                decision.action in (Action.FINISH, Action.FAIL)
+                and row is not None
+                and held is not None
+                and seen is not None
+            ):
+                target: BatchEventKind = "finished" if decision.action is Action.FINISH else "failed"
+                set_actuals(row, held.consumption)
+                row.actual_weight_quantity_finished_goods = Decimal(str(round(held.weight_finished_good, 2)))
+                row.status_manufacturing = held.status_manufacturing == 1
+                row.status_operation = held.status_operation == 1
                 row.result_fingerprint = seen
                 row.finished_at = now()
                 move(session, row, target, actor=SERVICE, reason=decision.reason, slot=slot)
                 self.metrics.finished.labels(target).inc()
-                event = (target, {"weight": fields["weight_finished_good"]})
+                event = (target, {"weight": held.weight_finished_good})
                 ack = seen
             elif decision.action is Action.ACK:
                 ack = seen
-        if decision.reason == WAITING_FOR_WEIGHT and isinstance(mo_id, str):
+        if decision.reason == WAITING_FOR_WEIGHT and mo_id is not None:
             since = self.weightless_since.setdefault(mo_id, time.monotonic())
             if time.monotonic() - since > WEIGHT_GRACE_S:
                 self._alarm(
                     slot, snap, f"{mo_id} shows finished without a finished weight for {WEIGHT_GRACE_S:g} s"
                 )
-        elif isinstance(mo_id, str):
+        elif mo_id is not None:
             self.weightless_since.pop(mo_id, None)
         # Committed: only now may the PLC be told that the result is stored, and only that result.
         if adopted and mo_id:
@@ -294,15 +297,13 @@ class Planner:
             self._send_ack(slot, mo_id, ack)
         self.dispatch()
 
-    def _fingerprint(self, snap: dict[str, Any]) -> str | None:
-        words = snap.get("words")
-        if not snap.get("valid") or snap.get("empty") or not isinstance(words, list):
+    def _fingerprint(self, snap: ReadSlotSnapshot) -> str | None:
+        if snap.batch is None:
             return None
-        return result_fingerprint(words, self.map.layout_of("read_slot").flag_offset)
+        return result_fingerprint(snap.words, self.map.layout_of("read_slot").flag_offset)
 
-    def on_write(self, slot: int, snap: dict[str, Any]) -> None:
-        fields = snap.get("fields") or {}
-        mo_id = fields.get("mo_id") if snap.get("valid") and not snap.get("empty") else None
+    def on_write(self, slot: int, snap: WriteSlotSnapshot) -> None:
+        mo_id = snap.mo_id
         accepted = adopted = False
         if mo_id:
             with transaction(self.db) as session:
@@ -469,12 +470,9 @@ class Planner:
         snapshot from before the write, or a PLC link outage that stops all snapshots, proves nothing."""
         for slot in self.map.slots():
             w, r = self.write_snaps.get(slot), self.read_snaps.get(slot)
-            if not (w and r and w.get("valid") and r.get("valid") and w.get("empty") and r.get("empty")):
+            if w is None or r is None or not (w.valid and r.valid and w.empty and r.empty):
                 continue
-            read_at = [_snapshot_time(w), _snapshot_time(r)]
-            if read_at[0] is None or read_at[1] is None:
-                continue
-            evidence_at = min(read_at[0], read_at[1])
+            evidence_at = min(w.ts, r.ts)  # when the gateway read them, not when they reached us
             lost: list[str] = []
             with transaction(self.db) as session:
                 rows = session.scalars(
@@ -577,7 +575,7 @@ class Planner:
         if mo is None:
             self.check_failed[mo_id] = time.monotonic()
             return True
-        events: list[tuple[BatchEvent, dict[str, Any]]] = []
+        events: list[tuple[BatchEventKind, dict[str, Any]]] = []
         with transaction(self.db) as session:
             row = batch_by_mo(session, mo_id, lock=True)
             if row is None or row.state != BatchState.QUEUED:
@@ -704,11 +702,12 @@ class Planner:
         body = {"request_id": p.request_id, "reply_to": self.reply_topic, "expires_at": iso(expires), **p.body}
         self.link.publish_json(self.topics.cmd(p.command), body)
 
-    def _event(self, event: BatchEvent, mo_id: str | None, slot: int | None, **details: Any) -> None:
-        self.link.publish_json(self.topics.batch_events, batch_event(event, mo_id, slot, **details))
+    def _event(self, event: BatchEventKind, mo_id: str | None, slot: int | None, **details: Any) -> None:
+        message = BatchEvent(ts=utc_now(), source=SERVICE, event=event, mo_id=mo_id, slot=slot, **details)
+        self.link.publish_json(self.topics.batch_events, message.wire())
 
-    def _alarm(self, slot: int, snap: dict[str, Any], reason: str) -> None:
-        key = (slot, reason, str(snap.get("words")))
+    def _alarm(self, slot: int, snap: ReadSlotSnapshot, reason: str) -> None:
+        key = (slot, reason, str(snap.words))
         if key in self.alarmed:
             return
         self.alarmed.add(key)
@@ -716,19 +715,7 @@ class Planner:
             self.alarmed.clear()
         self.metrics.alarms.inc()
         log.error("snapshot not applied", extra={"slot": slot, "reason": reason})
-        self._event("alarm", (snap.get("fields") or {}).get("mo_id"), slot, reason=reason)
-
-
-def _snapshot_time(snap: dict[str, Any]) -> dt.datetime | None:
-    """When the gateway read the snapshot (its envelope `ts`), or None if absent or malformed."""
-    ts = snap.get("ts")
-    if not isinstance(ts, str):
-        return None
-    try:
-        at = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
+        self._event("alarm", snap.mo_id, slot, reason=reason)
 
 
 def _values_of(batch: Batch) -> QueuedValues:

@@ -4,12 +4,11 @@ the batch the database expects in that slot. The service shell applies them (SQL
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
+from shared.mqtt.snapshots import ReadSlotSnapshot, WriteSlotSnapshot
 from shared.odoo.mapping import Batch
 
 # Batch states in which a slot is occupied by a batch that has not reached its end on the PLC.
@@ -61,8 +60,8 @@ class Decision:
 
 
 def slot_free(
-    write_msg: Mapping[str, Any] | None,
-    read_msg: Mapping[str, Any] | None,
+    write: WriteSlotSnapshot | None,
+    read: ReadSlotSnapshot | None,
     *,
     occupied_in_db: bool,
     acked_mo: str | None = None,
@@ -72,32 +71,31 @@ def slot_free(
     the latest READ snapshot (the ack reply arrives before the next poll shows R = 1)."""
     if occupied_in_db:
         return False, "a batch written to this slot has not ended"
-    if not write_msg or not write_msg.get("valid"):
+    if write is None or not write.valid:
         return False, "no valid WRITE snapshot"
-    if write_msg.get("fields", {}).get("status_read_data") != 1:
+    if write.flag != 1:
         return False, "PLC has not taken the last command (W=0)"
-    if not read_msg or not read_msg.get("valid"):
+    if read is None or not read.valid:
         return False, "no valid READ snapshot"
-    if read_msg.get("empty"):
+    if read.empty:
         return True, "READ slot empty"
-    fields = read_msg.get("fields", {})
-    if fields.get("status_read_data") == 1 or (acked_mo is not None and fields.get("mo_id") == acked_mo):
+    if read.flag == 1 or (acked_mo is not None and read.mo_id == acked_mo):
         return True, "last batch acknowledged"
-    return False, f"batch {fields.get('mo_id')} not acknowledged (R=0)"
+    return False, f"batch {read.mo_id} not acknowledged (R=0)"
 
 
-def on_write_snapshot(msg: Mapping[str, Any], expected: Expected | None) -> Decision:
-    if not msg.get("valid") or msg.get("empty") or expected is None:
+def on_write_snapshot(msg: WriteSlotSnapshot, expected: Expected | None) -> Decision:
+    held = msg.batch
+    if held is None or expected is None:
         return Decision(Action.IGNORE)
-    fields = msg["fields"]
-    taken = fields.get("status_read_data") == 1
-    if taken and expected.on_plc(msg["slot"]) and expected.state in ("written", "queued"):
+    taken = held.status_read_data == 1
+    if taken and expected.on_plc(msg.slot) and expected.state in ("written", "queued"):
         return Decision(Action.ACCEPTED, "PLC set W=1", adopt=expected.state == "queued")
     return Decision(Action.IGNORE)
 
 
 def on_read_snapshot(
-    msg: Mapping[str, Any],
+    msg: ReadSlotSnapshot,
     expected: Expected | None,
     *,
     fingerprint: str | None,
@@ -112,13 +110,12 @@ def on_read_snapshot(
     Acknowledge only what is stored: R = 1 is sent only when the slot holds exactly the stored result (same
     fingerprint). A result the database never stored is never acknowledged by a rule: it is stored first (a
     batch wrongly held as lost) or an operator decides (alarm)."""
-    if not msg.get("valid"):
-        return Decision(Action.ALARM, "invalid READ snapshot: " + "; ".join(msg.get("errors", [])[:3]))
-    if msg.get("empty"):
-        return Decision(Action.IGNORE)
-    fields = msg["fields"]
-    mo_id, slot, r_flag = fields["mo_id"], msg["slot"], fields["status_read_data"]
-    ended_on_plc = fields["status_operation"] == 1 or fields["status_manufacturing"] == 1
+    if not msg.valid:
+        return Decision(Action.ALARM, "invalid READ snapshot: " + "; ".join(msg.errors[:3]))
+    held = msg.batch
+    if held is None:
+        return Decision(Action.IGNORE)  # empty
+    mo_id, slot, r_flag = held.mo_id, msg.slot, held.status_read_data
     if expected is None:
         if archived and r_flag == 1:
             return Decision(Action.IGNORE)
@@ -132,11 +129,11 @@ def on_read_snapshot(
         and expected.attention_from in OCCUPYING_STATES
         and expected.fingerprint is None
     )
-    weightless = fields["status_manufacturing"] == 1 and fields["status_operation"] != 1
-    weightless = weightless and not fields["weight_finished_good"] > 0
-    if lost_but_seen and ended_on_plc and r_flag == 0 and not weightless:
+    weightless = held.status_manufacturing == 1 and held.status_operation != 1
+    weightless = weightless and not held.weight_finished_good > 0
+    if lost_but_seen and held.ended and r_flag == 0 and not weightless:
         # Held as lost (slot read empty, a reboot?) yet the PLC shows its end: it was not lost. Store it.
-        action = Action.FAIL if fields["status_operation"] == 1 else Action.FINISH
+        action = Action.FAIL if held.status_operation == 1 else Action.FINISH
         return Decision(action, f"{mo_id} was held as lost, the PLC shows its result", recover=True)
     if expected.state in ENDED_STATES:
         if r_flag == 1:
@@ -146,15 +143,15 @@ def on_read_snapshot(
     if not expected.on_plc(slot):
         return Decision(Action.ALARM, f"READ slot {slot} holds {mo_id} but it is {expected.state}, not written")
     adopt = expected.state == "queued"
-    if fields["status_operation"] == 1:
+    if held.status_operation == 1:
         return Decision(Action.FAIL, "status_operation = 1", adopt)
-    if fields["status_manufacturing"] == 1:
-        if not fields["weight_finished_good"] > 0:
+    if held.status_manufacturing == 1:
+        if not held.weight_finished_good > 0:
             # Final values only with the finished weight: a program that raises the status a scan before it
             # writes the weight would otherwise have 0 kg stored and acknowledged for good (issue 10.10).
             return Decision(Action.RUNNING, WAITING_FOR_WEIGHT, adopt)
         return Decision(Action.FINISH, "status_manufacturing = 1", adopt)
-    if expected.state != "running" or dict(fields["consumption"]) != dict(expected.actuals):
+    if expected.state != "running" or dict(held.consumption) != dict(expected.actuals):
         return Decision(Action.RUNNING, "", adopt)
     return Decision(Action.IGNORE)
 
@@ -165,56 +162,6 @@ def _ack_if_stored(mo_id: str, slot: int, stored: Collection[str], seen: str | N
     if seen not in stored:
         return Decision(Action.ALARM, f"READ slot {slot} holds another result of {mo_id} than the one stored")
     return Decision(Action.ACK, f"{mo_id}: stored result still waits for its ack")
-
-
-def _flag(value: Any) -> bool:
-    return type(value) is int and value in (0, 1)
-
-
-def _kg(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value) and value >= 0
-
-
-def snapshot_problem(msg: Mapping[str, Any], slot: int, area: str) -> str | None:
-    """Why a message on plc/read|write/{slot} does not have the shape plc_gateway publishes (None = fine).
-
-    Anything can be published on a topic (a bug, version skew, a misconfigured ACL): a message that claims to
-    be valid but is not shaped like a decoded snapshot is treated as invalid (alarm, never applied)."""
-    if type(msg.get("valid")) is not bool:
-        return "'valid' is not a boolean"
-    errors = msg.get("errors", [])
-    if not isinstance(errors, list) or not all(isinstance(e, str) for e in errors):
-        return "'errors' is not a list of strings"
-    if not msg["valid"]:
-        return None
-    if type(msg.get("empty")) is not bool:
-        return "'empty' is not a boolean"
-    if msg.get("slot") != slot or type(msg.get("slot")) is not int:
-        return f"'slot' {msg.get('slot')!r} does not match the topic's slot {slot}"
-    fields = msg.get("fields")
-    if not isinstance(fields, dict):
-        return "'fields' is not an object"
-    if not _flag(fields.get("status_read_data")):
-        return "'fields.status_read_data' is not 0/1"
-    if msg["empty"]:
-        return None
-    if not isinstance(fields.get("mo_id"), str) or not fields["mo_id"]:
-        return "'fields.mo_id' is not a string"
-    if area == "read":
-        for name in ("status_manufacturing", "status_operation"):
-            if not _flag(fields.get(name)):
-                return f"'fields.{name}' is not 0/1"
-        consumption = fields.get("consumption")
-        if not isinstance(consumption, dict) or not all(
-            isinstance(k, str) and _kg(v) for k, v in consumption.items()
-        ):
-            return "'fields.consumption' is not an object of kg"
-        if not _kg(fields.get("weight_finished_good")):
-            return "'fields.weight_finished_good' is not a number of kg"
-    words = msg.get("words")
-    if not isinstance(words, list) or not all(type(w) is int and 0 <= w <= 0xFFFF for w in words):
-        return "'words' is not a list of 16-bit words"
-    return None
 
 
 # ------------------------------------------------------------------ a queued MO against Odoo's current MO

@@ -24,8 +24,10 @@ from shared.db.models import MoBatch
 from shared.db.repo import actuals_of, archive, move, now
 from shared.db.session import make_session_factory, transaction
 from shared.health import readiness, start_health_server
-from shared.mqtt.client import MqttLink, json_object
-from shared.mqtt.events import BatchEvent, batch_event
+from shared.mqtt.client import Message, MqttLink
+from shared.mqtt.events import BatchEvent, BatchEventKind
+from shared.mqtt.payloads import PayloadError, utc_now
+from shared.mqtt.wire import parse_message
 from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooError
 
@@ -73,9 +75,13 @@ class Syncer:
         self.last_loop = time.monotonic()
         self.db_ok = True
 
-    def _on_event(self, msg: Any) -> None:
-        body = json_object(msg.payload)
-        if body and body.get("event") in ("finished", "failed", "retry"):
+    def _on_event(self, msg: Message) -> None:
+        try:
+            event = parse_message(BatchEvent, msg.payload)
+        except PayloadError as exc:
+            log.warning("batch event refused", extra={"topic": msg.topic, "reason": str(exc)})
+            return
+        if event.event in ("finished", "failed", "retry"):
             self.wake.set()  # the paho thread only signals; the work happens on the worker thread
 
     def health(self) -> dict[str, Any]:
@@ -146,7 +152,7 @@ class Syncer:
     def _process_one(self) -> bool:
         """Claim and handle one due row; True when one was handled (more may be due), as failure_monitor's
         _report_one."""
-        events: list[tuple[BatchEvent, str, dict[str, Any]]] = []
+        events: list[tuple[BatchEventKind, str, dict[str, Any]]] = []
         with transaction(self.db) as session:
             claimed = claim_batches(session, WORK_STATES, order_by=(MoBatch.finished_at, MoBatch.id))
             row = claimed[0] if claimed else None
@@ -161,11 +167,12 @@ class Syncer:
             else:
                 self._cancel(session, row, events)
         for event, mo_id, details in events:  # after the commit
-            self.link.publish_json(self.topics.batch_events, batch_event(event, mo_id, None, **details))
+            message = BatchEvent(ts=utc_now(), source=SERVICE, event=event, mo_id=mo_id, **details)
+            self.link.publish_json(self.topics.batch_events, message.wire())
         return True
 
     def _report(
-        self, session: Session, row: MoBatch, events: list[tuple[BatchEvent, str, dict[str, Any]]]
+        self, session: Session, row: MoBatch, events: list[tuple[BatchEventKind, str, dict[str, Any]]]
     ) -> None:
         """update-with-consumptions; confirmed = `reported`. Before a re-send, and after a refusal, Odoo is read:
         an MO already done there took our consumption (mark-done follows it) or was closed by a person, and a
@@ -196,7 +203,9 @@ class Syncer:
         except OdooError:
             return False  # unknown: the caller's own outcome stands
 
-    def _close(self, session: Session, row: MoBatch, events: list[tuple[BatchEvent, str, dict[str, Any]]]) -> None:
+    def _close(
+        self, session: Session, row: MoBatch, events: list[tuple[BatchEventKind, str, dict[str, Any]]]
+    ) -> None:
         """MARK_DONE: the separate, verified step after `reported`. The consumption is in Odoo whatever happens
         here, so the batch is archived as completed in every case but a transport error (retried); an MO that
         Odoo leaves open (a backorder or consumption decision in its UI) or refuses to close is recorded and
@@ -225,7 +234,7 @@ class Syncer:
         self._archive_reported(session, row, note, events, reply)
 
     def _cancel(
-        self, session: Session, row: MoBatch, events: list[tuple[BatchEvent, str, dict[str, Any]]]
+        self, session: Session, row: MoBatch, events: list[tuple[BatchEventKind, str, dict[str, Any]]]
     ) -> None:
         try:
             outcome = self.odoo.cancel(row.mo_id)
@@ -242,7 +251,7 @@ class Syncer:
         verdict: Outcome,
         reply: dict[str, Any],
         status: str,
-        events: list[tuple[BatchEvent, str, dict[str, Any]]],
+        events: list[tuple[BatchEventKind, str, dict[str, Any]]],
     ) -> None:
         row.sync_attempts += 1
         if verdict.verdict == "retry":
@@ -286,7 +295,7 @@ class Syncer:
         session: Session,
         row: MoBatch,
         note: str,
-        events: list[tuple[BatchEvent, str, dict[str, Any]]],
+        events: list[tuple[BatchEventKind, str, dict[str, Any]]],
         reply: dict[str, Any] | None = None,
     ) -> None:
         if not row.update_odoo:

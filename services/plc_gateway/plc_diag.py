@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from shared.fins.client import FinsClient
 from shared.fins.errors import FinsError
 from shared.fins.frames import MODE_NAMES
-from shared.mqtt.events import gateway_event
+from shared.mqtt.events import GatewayEvent
+from shared.mqtt.payloads import utc_now
 
 from .diagnostics import ALARM_KINDS, Alarm, AlarmBook, Diagnosis, Reading, diagnose, status_view
 
@@ -73,8 +74,9 @@ class PlcDiagnostics:
         interval_s: float,
         max_clock_offset_s: float,
         timezone: str,
-        publish_event: Callable[[dict[str, Any]], object],
+        publish_event: Callable[[GatewayEvent], object],
         on_change: Callable[[], object],
+        source: str,
         ready: Callable[[], bool] = lambda: True,
         wait_turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -84,6 +86,7 @@ class PlcDiagnostics:
         self.max_clock_offset_s = max_clock_offset_s
         self.zone = ZoneInfo(timezone)
         self.publish_event = publish_event
+        self.source = source  # the sending service, named in every event
         self.on_change = on_change  # republish the gateway status
         self.ready = ready
         self.wait_turn = wait_turn  # commands first (turns.py): each read waits while a command runs
@@ -141,11 +144,12 @@ class PlcDiagnostics:
             self.on_change()
         return diagnosis
 
-    @staticmethod
-    def _event(kind: str, alarm: Alarm, d: Diagnosis) -> dict[str, Any]:
-        return gateway_event(
-            "alarm" if kind == "alarm" else "cleared",
-            alarm.kind,
+    def _event(self, kind: Literal["alarm", "cleared"], alarm: Alarm, d: Diagnosis) -> GatewayEvent:
+        return GatewayEvent(
+            ts=utc_now(),
+            source=self.source,
+            event=kind,
+            alarm=alarm.kind,
             message=alarm.message,
             mode=d.reading.status.mode_name,
             clock_offset_s=d.clock_offset_s,

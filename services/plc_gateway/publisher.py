@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from shared.mqtt.payloads import utc_now
+from shared.mqtt.snapshots import SNAPSHOT_MODELS, AreaSnapshot
+from shared.mqtt.wire import validation_reasons
 from shared.plc.snapshot import Snapshot
 
 
@@ -46,8 +51,13 @@ class SnapshotTracker:
         self._last.pop(topic, None)
 
 
-def snapshot_message(snap: Snapshot, seq: int, heartbeat: bool) -> dict[str, Any]:
+def snapshot_message(snap: Snapshot, seq: int, heartbeat: bool, source: str) -> AreaSnapshot:
+    """The typed message of a decoded area (shared/mqtt/snapshots.py). The decoder's output always fits it; if a
+    bug ever broke that, the area is published as invalid with the reason, never as something receivers refuse
+    one by one."""
     body: dict[str, Any] = {
+        "ts": utc_now(),
+        "source": source,
         "area": snap.area,
         "slot": snap.slot,
         "seq": seq,
@@ -58,8 +68,16 @@ def snapshot_message(snap: Snapshot, seq: int, heartbeat: bool) -> dict[str, Any
         "fields": snap.fields,
         "words": list(snap.words),
     }
+    model = SNAPSHOT_MODELS[snap.area]
     if snap.area == "failure":
         # An event is pending for failure_monitor only while the PLC waits for its acknowledgement.
         body["pending"] = snap.valid and not snap.empty and snap.flag == 0
         body["event_id"] = snap.fields.get("event_id") if body["pending"] else None
-    return body
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        reason = f"decoded fields do not fit the {snap.area} message: {validation_reasons(exc)}"
+        invalid = body | {"valid": False, "empty": False, "errors": [reason], "fields": {}}
+        if snap.area == "failure":
+            invalid |= {"pending": False, "event_id": None}
+        return model.model_validate(invalid)

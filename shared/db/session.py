@@ -1,18 +1,15 @@
-"""Engine, sessions and retry for the services that own PostgreSQL tables.
+"""Engine and sessions for the services that own PostgreSQL tables.
 
-Pool pre-ping replaces connections that died with a PostgreSQL restart before a unit of work gets them;
-`retry_idempotent` re-runs a whole unit of work (its own transaction) when the connection breaks mid-way, so
-callers wrap only work that is safe to run twice (every write in it commits together or not at all).
+Pool pre-ping replaces connections that died with a PostgreSQL restart before a unit of work gets them; a
+unit of work whose connection breaks mid-way fails as a whole (`transaction()` commits all or nothing), and
+the services' run loops run it again later (`is_disconnect` names the errors worth that).
 """
 
 from __future__ import annotations
 
-import logging
-import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 from pydantic import Field, SecretStr, field_validator
 from sqlalchemy import Engine, create_engine
@@ -20,9 +17,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
 
@@ -103,31 +97,3 @@ def is_disconnect(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-
-
-def retry_idempotent(
-    work: Callable[[], T],
-    *,
-    attempts: int = 5,
-    backoff: float = 0.5,
-    max_backoff: float = 5.0,
-    what: str = "database work",
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    """Run `work` (which opens its own transaction) again after a lost connection, with exponential back-off.
-    Anything else (a constraint violation, a bug) is raised at once: repeating it would not help."""
-    if attempts < 1:
-        raise ValueError("attempts must be >= 1")
-    for attempt in range(1, attempts + 1):
-        try:
-            return work()
-        except DBAPIError as exc:
-            if not is_disconnect(exc) or attempt == attempts:
-                raise
-            delay = min(max_backoff, backoff * 2 ** (attempt - 1))
-            log.warning(
-                "database connection lost; retrying",
-                extra={"what": what, "attempt": attempt, "delay_s": delay, "error": type(exc.orig).__name__},
-            )
-            sleep(delay)
-    raise AssertionError("unreachable")

@@ -1,4 +1,5 @@
-"""Word codecs of the plant's PLC program: pure functions from 16-bit words to values and back.
+"""Word codecs of the plant's PLC program: pure functions from 16-bit words to values and back, and the one
+registry (`CODECS`) that names them for the memory map.
 
 Decoders never repair: a word that does not fit the encoding raises CodecError with the reason.
 """
@@ -7,22 +8,10 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
-from typing import Literal
-
-CodecName = Literal["uint16", "int16", "ascii", "kg_x100", "real", "dint", "bcd", "flag"]
-
-# Words each fixed-size codec occupies; ascii spans whatever the field declares (2 chars per word).
-FIXED_WORDS: dict[str, int] = {
-    "uint16": 1,
-    "int16": 1,
-    "kg_x100": 2,
-    "real": 2,
-    "dint": 2,
-    "bcd": 1,
-    "flag": 1,
-}
-CODECS: tuple[str, ...] = ("uint16", "int16", "ascii", "kg_x100", "real", "dint", "bcd", "flag")
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
 
 
 class CodecError(ValueError):
@@ -173,3 +162,44 @@ def encode_flag(value: int) -> list[int]:
     if value not in (0, 1):
         raise CodecError(f"flag value {value} is not 0/1")
     return [value]
+
+
+# --- the registry: the memory map's `codec` names -> words + decode + encode ----------------------------
+
+Value = int | float | str
+
+
+class CodecName(StrEnum):
+    UINT16 = "uint16"
+    INT16 = "int16"
+    ASCII = "ascii"
+    KG_X100 = "kg_x100"
+    REAL = "real"
+    DINT = "dint"
+    BCD = "bcd"
+    FLAG = "flag"
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How one value type sits in PLC words (the role of pymodbus's DATATYPE: a name -> size and format)."""
+
+    # Words the value occupies; None: the field declares it (ascii, 2 characters per word).
+    words: int | None
+    decode: Callable[[Sequence[int]], Value]
+    # (value, the field's word count, cut an over-long text instead of refusing it) -> words
+    encode: Callable[[Value, int, bool], list[int]]
+
+
+CODECS: Mapping[CodecName, Codec] = MappingProxyType(
+    {
+        CodecName.UINT16: Codec(1, decode_uint16, lambda v, _n, _t: encode_uint16(int(v))),
+        CodecName.INT16: Codec(1, decode_int16, lambda v, _n, _t: encode_int16(int(v))),
+        CodecName.ASCII: Codec(None, decode_ascii, lambda v, n, t: encode_ascii(str(v), n, truncate=t)),
+        CodecName.KG_X100: Codec(2, decode_kg_x100, lambda v, _n, _t: encode_kg_x100(float(v))),
+        CodecName.REAL: Codec(2, decode_real, lambda v, _n, _t: encode_real(float(v))),
+        CodecName.DINT: Codec(2, decode_dint, lambda v, _n, _t: encode_dint(int(v))),
+        CodecName.BCD: Codec(1, decode_bcd, lambda v, _n, _t: encode_bcd(int(v))),
+        CodecName.FLAG: Codec(1, decode_flag, lambda v, _n, _t: encode_flag(int(v))),
+    }
+)

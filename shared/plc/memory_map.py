@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.plc.codecs import CODECS, FIXED_WORDS
+from shared.plc.codecs import CODECS, Codec, CodecName
 
 DEFAULT_MAP_PATH = Path(__file__).with_name("plant_map.yaml")
 DM_WORDS = 32768  # CJ2M data memory D0..D32767
@@ -39,7 +39,7 @@ class Equipment(_Frozen):
 class FieldSpec(_Frozen):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     offset: int = Field(ge=0)
-    codec: str
+    codec: CodecName
     words: int | None = None
     equipment: str | None = None
     part: Literal["id", "kg"] | None = None
@@ -47,24 +47,32 @@ class FieldSpec(_Frozen):
     min: float | None = None
     max: float | None = None
 
+    @field_validator("codec", mode="before")
+    @classmethod
+    def _known_codec(cls, value: object) -> object:
+        if isinstance(value, str) and value not in {c.value for c in CodecName}:
+            raise ValueError(f"unknown codec {value!r} (known: {', '.join(CodecName)})")
+        return value
+
     @model_validator(mode="after")
     def _codec_and_size(self) -> FieldSpec:
-        if self.codec not in CODECS:
-            raise ValueError(f"field {self.name}: unknown codec {self.codec!r}")
-        if self.codec == "ascii":
+        fixed = self.coder.words
+        if fixed is None:
             if not self.words:
-                raise ValueError(f"field {self.name}: ascii needs an explicit `words`")
-        else:
-            expected = FIXED_WORDS[self.codec]
-            if self.words not in (None, expected):
-                raise ValueError(f"field {self.name}: codec {self.codec} takes {expected} words, not {self.words}")
+                raise ValueError(f"field {self.name}: {self.codec} needs an explicit `words`")
+        elif self.words not in (None, fixed):
+            raise ValueError(f"field {self.name}: codec {self.codec} takes {fixed} words, not {self.words}")
         if (self.equipment is None) != (self.part is None):
             raise ValueError(f"field {self.name}: `equipment` and `part` go together")
         return self
 
     @property
+    def coder(self) -> Codec:
+        return CODECS[self.codec]
+
+    @property
     def size(self) -> int:
-        return self.words if self.codec == "ascii" and self.words else FIXED_WORDS[self.codec]
+        return self.coder.words or self.words or 0
 
     @property
     def end(self) -> int:
@@ -264,7 +272,7 @@ def _check_layout(lname: str, layout: Layout, equipment_codes: list[str]) -> Non
         if layout.flag not in names:
             raise ValueError(f"{where}: flag field {layout.flag!r} is not defined")
         flag = layout.field(layout.flag)
-        if flag.codec != "flag" or flag.size != 1:
+        if flag.codec is not CodecName.FLAG or flag.size != 1:
             raise ValueError(f"{where}.{flag.name}: a handshake flag must be a single `flag` word")
     parts = [(f.equipment, f.part) for f in layout.fields if f.equipment]
     if parts:
@@ -276,8 +284,10 @@ def _check_layout(lname: str, layout: Layout, equipment_codes: list[str]) -> Non
 
 
 # The fields the manual-weighing decoder reads by name, with their codecs (the rest of the layout is free).
-WEIGHING_HEADER = {"batch": "uint16", "mo_id": "ascii"}
-WEIGHING_ITEM = {"product_id": "uint16", "kg": "kg_x100"}
+WEIGHING_HEADER = {"batch": CodecName.UINT16, "mo_id": CodecName.ASCII}
+WEIGHING_ITEM = {"product_id": CodecName.UINT16, "kg": CodecName.KG_X100}
+# The item's flag, by the name the weighing message carries it under (shared/mqtt/snapshots.py WeighingItem).
+WEIGHING_ITEM_FLAG = "status_manual_weigh_read"
 
 
 def _check_weighing_layout(area: Area, layout: Layout) -> None:
@@ -286,6 +296,10 @@ def _check_weighing_layout(area: Area, layout: Layout) -> None:
         raise ValueError(f"{where}: one area (its items are the slots), slot_capacity 1")
     if layout.items is None:
         raise ValueError(f"{where}: its layout needs `items`")
+    if layout.items.flag != WEIGHING_ITEM_FLAG:
+        raise ValueError(
+            f"{where}: the item flag must be named {WEIGHING_ITEM_FLAG!r} (the weighing message's name)"
+        )
     for fields, wanted, label in (
         (layout.fields, WEIGHING_HEADER, "header"),
         (layout.items.fields, WEIGHING_ITEM, "item"),
@@ -326,7 +340,7 @@ def _check_items(where: str, layout: Layout, header: dict[int, str]) -> None:
     if group.flag not in names:
         raise ValueError(f"{where}.items: flag field {group.flag!r} is not defined")
     flag = group.field(group.flag)
-    if flag.codec != "flag" or flag.size != 1:
+    if flag.codec is not CodecName.FLAG or flag.size != 1:
         raise ValueError(f"{where}.items.{flag.name}: a handshake flag must be a single `flag` word")
 
 

@@ -13,20 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.plc import codecs
-from shared.plc.codecs import CodecError
+from shared.plc.codecs import CodecError, CodecName
 from shared.plc.memory_map import AreaName, FieldSpec, Layout, MemoryMap
-
-_DECODERS = {
-    "uint16": codecs.decode_uint16,
-    "int16": codecs.decode_int16,
-    "ascii": codecs.decode_ascii,
-    "kg_x100": codecs.decode_kg_x100,
-    "real": codecs.decode_real,
-    "dint": codecs.decode_dint,
-    "bcd": codecs.decode_bcd,
-    "flag": codecs.decode_flag,
-}
 
 
 @dataclass(frozen=True)
@@ -59,7 +47,7 @@ class BatchCommand:
 
 
 def _decode_field(spec: FieldSpec, words: Sequence[int]) -> Any:
-    return _DECODERS[spec.codec](words[spec.offset : spec.end])
+    return spec.coder.decode(words[spec.offset : spec.end])
 
 
 def _is_empty(layout: Layout, words: Sequence[int]) -> bool:
@@ -71,7 +59,7 @@ def _check_limits(spec: FieldSpec, value: Any, label: str, errors: list[str]) ->
     if isinstance(value, int | float) and not isinstance(value, bool):
         if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
             errors.append(f"{label} {value} out of range")
-        elif spec.codec == "real" and value < 0:
+        elif spec.codec is CodecName.REAL and value < 0:
             errors.append(f"{label} {value} invalid")
 
 
@@ -93,9 +81,9 @@ def decode_batch_slot(m: MemoryMap, area: AreaName, slot: int, words: Sequence[i
         try:
             value = _decode_field(spec, words)
         except CodecError as exc:
-            if spec.codec == "flag":
+            if spec.codec is CodecName.FLAG:
                 errors.append(f"{spec.name} word {words[spec.offset]} is not 0/1")
-            elif spec.codec == "real":
+            elif spec.codec is CodecName.REAL:
                 errors.append(f"weight {exc} invalid" if spec.name.startswith("weight") else f"{label}: {exc}")
             else:
                 errors.append(f"{label}: {exc}")
@@ -103,7 +91,7 @@ def decode_batch_slot(m: MemoryMap, area: AreaName, slot: int, words: Sequence[i
         decoded[spec.name] = value
         if spec.part == "id" and spec.equipment and value != ids[spec.equipment]:
             errors.append(f"equipment id at +{spec.offset} is {value}, expected {ids[spec.equipment]}")
-        _check_limits(spec, value, label if spec.codec != "real" else "weight", errors)
+        _check_limits(spec, value, label if spec.codec is not CodecName.REAL else "weight", errors)
 
     if "batch" in decoded and decoded["batch"] != slot:
         errors.insert(0, f"batch word {decoded['batch']} != slot {slot}")
@@ -159,7 +147,7 @@ def decode_failure(m: MemoryMap, words: Sequence[int]) -> Snapshot:
         except CodecError as exc:
             errors.append(
                 f"{spec.name} word {words[spec.offset]} is not 0/1"
-                if spec.codec == "flag"
+                if spec.codec is CodecName.FLAG
                 else f"{spec.name}: {exc}"
             )
             continue
@@ -280,7 +268,9 @@ def _decode_item(specs: Sequence[FieldSpec], words: Sequence[int]) -> tuple[dict
     """One item's fields (None where a word does not decode) and its own rejections (header aside)."""
     out: dict[str, Any] = {}
     errors: list[str] = []
-    empty = all(w == 0 for spec in specs if spec.codec != "flag" for w in words[spec.offset : spec.end])
+    empty = all(
+        w == 0 for spec in specs if spec.codec is not CodecName.FLAG for w in words[spec.offset : spec.end]
+    )
     for spec in specs:
         try:
             value = _decode_field(spec, words)
@@ -288,12 +278,12 @@ def _decode_item(specs: Sequence[FieldSpec], words: Sequence[int]) -> tuple[dict
             out[spec.name] = None
             errors.append(
                 f"{spec.name} word {words[spec.offset]} is not 0/1"
-                if spec.codec == "flag"
+                if spec.codec is CodecName.FLAG
                 else f"{spec.name}: {exc}"
             )
             continue
         out[spec.name] = value
-        if empty or spec.codec == "flag":
+        if empty or spec.codec is CodecName.FLAG:
             continue
         if spec.min is not None and value < spec.min:
             errors.append(f"{spec.name} {value} is below {spec.min:g}")
@@ -348,21 +338,4 @@ def encode_field(spec: FieldSpec, value: Any) -> list[int]:
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if is_number and ((spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max)):
         raise CodecError(f"{spec.name} {value} out of range")
-    match spec.codec:
-        case "ascii":
-            return codecs.encode_ascii(str(value), spec.size, truncate=spec.overflow == "truncate")
-        case "uint16":
-            return codecs.encode_uint16(int(value))
-        case "int16":
-            return codecs.encode_int16(int(value))
-        case "kg_x100":
-            return codecs.encode_kg_x100(float(value))
-        case "real":
-            return codecs.encode_real(float(value))
-        case "dint":
-            return codecs.encode_dint(int(value))
-        case "bcd":
-            return codecs.encode_bcd(int(value))
-        case "flag":
-            return codecs.encode_flag(int(value))
-    raise CodecError(f"unknown codec {spec.codec}")
+    return spec.coder.encode(value, spec.size, spec.overflow == "truncate")

@@ -151,19 +151,16 @@ class WeighingProgram:
         layout = self.map.layout_of("manual_weighing")
         group = layout.item_group
         header = [0] * group.offset
+        # Raw codecs, no limits: the simulator must be able to post a wrong entry (product 0, kg over the limit).
+        header_values: dict[str, codecs.Value] = {"batch": w.batch, "mo_id": w.mo_id}
         for spec in layout.fields:
-            if spec.name == "batch":
-                header[spec.offset : spec.end] = codecs.encode_uint16(w.batch)
-            elif spec.name == "mo_id":
-                header[spec.offset : spec.end] = codecs.encode_ascii(w.mo_id, spec.size)
-        item = [0] * group.stride
+            if spec.name in header_values:
+                header[spec.offset : spec.end] = spec.coder.encode(header_values[spec.name], spec.size, False)
+        item = [0] * group.stride  # the flag stays 0: a new weighing waits
+        item_values: dict[str, codecs.Value] = {"product_id": w.product_id, "kg": w.kg}
         for spec in group.fields:
-            if spec.codec == "flag":
-                item[spec.offset : spec.end] = [0]
-            elif spec.name == "product_id":
-                item[spec.offset : spec.end] = codecs.encode_uint16(w.product_id)
-            elif spec.name == "kg":
-                item[spec.offset : spec.end] = codecs.encode_kg_x100(w.kg)
+            if spec.name in item_values:
+                item[spec.offset : spec.end] = spec.coder.encode(item_values[spec.name], spec.size, False)
         return header, item
 
     def _post(self, w: Weighing, item: int) -> None:

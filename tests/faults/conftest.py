@@ -13,7 +13,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import tempfile
 import time
 import uuid
@@ -27,9 +26,9 @@ import pytest
 import sqlalchemy as sa
 
 import tests.support.system as system_module
+from deploy.servers import PostgresCluster, free_port, server_account
 from shared.odoo.client import OdooClient
 from shared.odoo.settings import OdooSettings
-from tests.support.servers import _pg_bin, free_port
 from tests.support.system import System
 
 # Dosed equipment -> mo_histories column suffix (the seed's column names).
@@ -55,58 +54,25 @@ def seed(request: pytest.FixtureRequest) -> int:
 # ---------------------------------------------------------------- a private PostgreSQL we may restart
 
 
-class PgCluster:
-    """Our own initdb cluster (own data dir and port): restarting it never touches the machine's server."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pg-faults-"))
-        self.port = free_port()
-        self.run_as: list[str] = []
-        if os.geteuid() == 0:  # initdb refuses root: run the cluster as nobody
-            os.chown(self.dir, 65534, 65534)
-            self.run_as = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        self._run(_pg_bin("initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "-A", "trust")
-        self.start()
-        self.admin = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *args: str) -> None:
-        subprocess.run([*self.run_as, *args], check=True, capture_output=True, timeout=60)
-
-    def _ctl(self, *args: str) -> None:
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
-        log = str(self.dir / "log")
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-l", log, "-w", "-o", opts, *args)
-
-    def start(self) -> None:
-        self._ctl("start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._ctl("-m", mode, "stop")
-
-    def restart(self, down_s: float = 0.0, mode: str = "fast") -> None:
-        """Stop (fast = every connection is cut, immediate = crash-like), stay down, start again."""
-        self.stop(mode)
-        time.sleep(down_s)
-        self.start()
+class PgCluster(PostgresCluster):
+    """Our own trusted cluster (deploy/servers.py, own data dir and port): restarting it never touches the
+    machine's server. The system under faults takes its databases from here."""
 
     @contextlib.contextmanager
     def fresh_database(self, prefix: str = "t") -> Iterator[str]:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        engine = sa.create_engine(self.admin, isolation_level="AUTOCOMMIT")
+        engine = sa.create_engine(self.admin_url(), isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         engine.dispose()
-        yield self.admin.rsplit("/", 1)[0] + f"/{name}"
-
-    def destroy(self) -> None:
-        with contextlib.suppress(subprocess.SubprocessError):
-            self.stop("immediate")
-        subprocess.run(["rm", "-rf", str(self.dir)], check=False)
+        yield self.admin_url(name)
 
 
 @pytest.fixture
 def pg_cluster() -> Iterator[PgCluster]:
-    cluster = PgCluster()
+    cluster = PgCluster(Path(tempfile.mkdtemp(prefix="pg-faults-")), free_port(), server_account())
+    cluster.init()
+    cluster.start()
     yield cluster
     cluster.destroy()
 

@@ -3,25 +3,23 @@ throw-away cluster, so the machine's shared server is never restarted)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from deploy.servers import PostgresCluster
 from shared.db.migrate import upgrade
 from shared.db.models import MoBatch
-from shared.db.session import make_engine, make_session_factory, retry_idempotent, transaction
-from tests.support.servers import free_port
+from shared.db.session import is_disconnect, make_engine, make_session_factory, transaction
+from tests.support.servers import start_restartable_cluster
+
+T = TypeVar("T")
 
 
 def _batch(mo_id: str) -> MoBatch:
@@ -36,7 +34,19 @@ def _count(url: str) -> int:
     return n
 
 
-def test_retry_survives_a_backend_killed_mid_transaction(database_url: str) -> None:
+def _again_after_disconnect(work: Callable[[], T], attempts: int, pause_s: float) -> T:
+    """What a service's run loop does with a lost connection: the whole unit of work runs again later."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not is_disconnect(exc) or attempt == attempts:
+                raise
+            time.sleep(pause_s)
+    raise AssertionError("unreachable")
+
+
+def test_a_unit_of_work_runs_again_after_its_backend_was_killed_mid_transaction(database_url: str) -> None:
     upgrade(database_url)
     engine = make_engine(database_url)
     factory = make_session_factory(engine)
@@ -56,14 +66,14 @@ def test_retry_survives_a_backend_killed_mid_transaction(database_url: str) -> N
             s.execute(sa.text("SELECT 1"))
             return calls
 
-    assert retry_idempotent(work, backoff=0.05) == 2
+    assert _again_after_disconnect(work, attempts=5, pause_s=0.05) == 2
     assert _count(database_url) == 1  # the killed attempt left nothing behind, the retry committed once
     admin.dispose()
     engine.dispose()
 
 
-def test_without_retry_the_error_reaches_the_caller(database_url: str) -> None:
-    """The same kill without retry_idempotent fails: the retry test above is not passing by accident."""
+def test_without_running_it_again_the_error_reaches_the_caller(database_url: str) -> None:
+    """The same kill without a second run fails: the test above is not passing by accident."""
     upgrade(database_url)
     engine = make_engine(database_url)
     admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
@@ -76,59 +86,18 @@ def test_without_retry_the_error_reaches_the_caller(database_url: str) -> None:
     engine.dispose()
 
 
-def _pg_bin(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
-    if not found:
-        pytest.skip(f"{name} not installed")
-    return str(found)
-
-
-class Cluster:
-    """A private PostgreSQL (initdb) that this test may stop and start at will."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="pg-restart-"))
-        self.port = free_port()
-        self.run_as: list[str] = []
-        if os.geteuid() == 0:  # initdb refuses root: run it as nobody
-            os.chown(self.dir, 65534, 65534)
-            self.run_as = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        self._run(_pg_bin("initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "-A", "trust")
-        self.start()
-
-    def _run(self, *args: str) -> None:
-        subprocess.run([*self.run_as, *args], check=True, capture_output=True, timeout=60)
-
-    def _ctl(self, *args: str) -> None:
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", *args)
-
-    def start(self) -> None:
-        self._ctl("-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
-
-    def stop(self) -> None:
-        self._ctl("-m", "fast", "stop")
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def destroy(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    c = Cluster()
+def cluster() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL (deploy/servers.py) that this test may stop and start at will."""
+    c = start_restartable_cluster("pg-restart-")
     yield c
     c.destroy()
 
 
 @pytest.mark.slow
-def test_a_postgresql_restart_costs_a_retry_not_the_work(cluster: Cluster) -> None:
-    upgrade(cluster.url)
-    engine = make_engine(cluster.url, pool_size=2, connect_timeout_s=2)
+def test_a_postgresql_restart_costs_a_retry_not_the_work(cluster: PostgresCluster) -> None:
+    upgrade(cluster.admin_url())
+    engine = make_engine(cluster.admin_url(), pool_size=2, connect_timeout_s=2)
     factory = make_session_factory(engine)
     with transaction(factory) as s:  # the pool now holds a connection to the server about to die
         s.add(_batch("WH/MO/00001"))
@@ -147,7 +116,7 @@ def test_a_postgresql_restart_costs_a_retry_not_the_work(cluster: Cluster) -> No
 
     started = time.monotonic()
     try:
-        assert retry_idempotent(work, attempts=10, backoff=0.2, max_backoff=1.0) == "stored"
+        assert _again_after_disconnect(work, attempts=15, pause_s=0.3) == "stored"
     finally:
         restarted.join()
     assert attempts > 1 and time.monotonic() - started >= 1.0  # it really ran into the outage

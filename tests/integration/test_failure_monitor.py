@@ -4,7 +4,6 @@ replies."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.plc.memory_map import load_memory_map
-from shared.plc.snapshot import encode_field
+from tests.support.messages import failure_area, failure_words
 from tests.support.procs import console, wait_until
 from tests.support.system import ROOT, System
 
@@ -104,22 +103,11 @@ def test_garbage_failure_snapshots_are_never_stored(idle: System) -> None:
 def test_a_stored_event_the_plc_moved_past_counts_as_acknowledged(idle: System) -> None:
     """The PLC posts its next event only after reading F = 1: once the area shows another event, a stored event
     whose ack reply was lost (or refused by a read-back the PLC outran) is acknowledged, never left open."""
-    ghost_id = "a1" * 10
-    ghost = {
-        "valid": True,
-        "pending": True,
-        "empty": False,
-        "event_id": ghost_id,
-        "fields": {
-            "event_id": ghost_id,
-            "timestamp": "2026-11-24 10:00:00",
-            "equipment_code": "silo101",
-            "description": "LEVEL_LOW",
-            "status_read_data": 0,
-        },
-    }
+    ghost = failure_area(failure_words("silo101", "LEVEL_LOW", "2026-11-24 10:00:00"))
+    ghost_id = ghost.event_id
+    assert ghost_id is not None
     start = idle.watch.mark()
-    idle.watch.publish(f"{ROOT}/plc/failure", ghost)
+    idle.watch.publish(f"{ROOT}/plc/failure", ghost.wire())
     _, refused = idle.watch.wait_for(
         lambda t, b: t.endswith("/reply/failure_monitor") and b.get("ok") is False, 10, since=start
     )
@@ -143,27 +131,6 @@ def test_a_stored_event_the_plc_moved_past_counts_as_acknowledged(idle: System) 
 # ---------------------------------------------------------------- events Odoo can never accept (issue 10.6)
 
 
-def _failure_words(equipment: str, description: str, stamp: str = "2026-12-01 08:15:30") -> list[int]:
-    """A failure area as the PLC writes it, F = 0 (encoded with the map's own codecs)."""
-    layout = MAP.layout_of("failure")
-    when = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S")
-    values = {
-        "equipment_code": equipment,
-        "description": description,
-        "year": when.year,
-        "month": when.month,
-        "day": when.day,
-        "hour": when.hour,
-        "minute": when.minute,
-        "second": when.second,
-        "status_read_data": 0,
-    }
-    words = [0] * layout.words
-    for spec in layout.fields:
-        words[spec.offset : spec.end] = encode_field(spec, values[spec.name])
-    return words
-
-
 def _ctl_env(s: System) -> dict[str, str]:
     return {k: s.env[k] for k in ("MQTT_URL", "MQTT_TOPIC_ROOT", "DATABASE_URL")}
 
@@ -177,7 +144,7 @@ def test_an_event_odoo_can_never_accept_is_stored_acked_and_parked_not_retried(
 ) -> None:
     start = idle.watch.mark()
     idle.plc(
-        "POST", "/words", {"address": MAP.base_address("failure"), "words": _failure_words(equipment, description)}
+        "POST", "/words", {"address": MAP.base_address("failure"), "words": failure_words(equipment, description)}
     )
     wait_until(lambda: flag(idle) == 1, 10, what="acknowledged on the PLC (stored first)")
     _, alarm = idle.watch.wait_for(lambda t, b: t == f"{ROOT}/events/failure", 10, since=start)

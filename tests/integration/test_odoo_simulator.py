@@ -426,7 +426,7 @@ def test_cli_serves_over_http() -> None:
     import sys
     import time
 
-    from tests.support.servers import free_port, wait_for_tcp
+    from deploy.servers import free_port, wait_for_tcp
 
     port = free_port()
     proc = subprocess.Popen(
@@ -443,7 +443,7 @@ def test_cli_serves_over_http() -> None:
         ],
     )
     try:
-        wait_for_tcp("127.0.0.1", port)
+        wait_for_tcp(port)
         s = requests.Session()
         url = f"http://127.0.0.1:{port}"
         assert "result" in login(s, url).json()

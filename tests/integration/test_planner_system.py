@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from shared.db.columns import ACTUAL_COLUMNS
+from tests.support.messages import invalid_read_slot, read_slot
 from tests.support.procs import console, wait_until
 from tests.support.system import ROOT, System
 
@@ -37,53 +38,18 @@ def table_counts(s: System) -> tuple[Any, ...]:
     )
 
 
-def read_snapshot(
-    mo: str, *, slot: int = 1, mfg: int = 1, op: int = 0, r: int = 0, kg: float = 10.0
-) -> dict[str, Any]:
-    return {
-        "schema": 1,
-        "ts": "2026-01-01T00:00:00Z",
-        "source": "plc_gateway",
-        "area": "read_slot",
-        "slot": slot,
-        "seq": 99,
-        "heartbeat": False,
-        "valid": True,
-        "empty": False,
-        "errors": [],
-        "words": [0] * 77,
-        "fields": {
-            "batch": slot,
-            "mo_id": mo,
-            "bom_name": "X",
-            "finished_goods": "X",
-            "quantity": 1000.0,
-            "consumption": {"silo101": kg},
-            "status_manufacturing": mfg,
-            "status_operation": op,
-            "weight_finished_good": kg,
-            "status_read_data": r,
-        },
-    }
-
-
 def test_unexpected_and_invalid_snapshots_raise_alarms_and_change_nothing(idle: System) -> None:
     time.sleep(1.0)  # let start-up writes (births) settle
     before = table_counts(idle)
     start = idle.watch.mark()
-    invalid = {
-        **read_snapshot("WH/MO/00001"),
-        "valid": False,
-        "errors": ["batch word 33280 != slot 1"],
-        "fields": {},
-    }
-    idle.watch.publish(f"{ROOT}/plc/read/1", invalid)
+    idle.watch.publish(f"{ROOT}/plc/read/1", invalid_read_slot(1).wire())
     _, alarm = idle.watch.wait_for(
         lambda t, b: t.endswith("/events/batch") and b.get("event") == "alarm", 10, since=start
     )
     assert "invalid" in alarm["reason"]
     start = idle.watch.mark()
-    idle.watch.publish(f"{ROOT}/plc/read/1", read_snapshot("WH/MO/77777"))
+    unexpected = read_slot("WH/MO/77777", mfg=1, kg={"silo101": 10.0}, weight=10.0)
+    idle.watch.publish(f"{ROOT}/plc/read/1", unexpected.wire())
     _, alarm = idle.watch.wait_for(
         lambda t, b: t.endswith("/events/batch") and b.get("event") == "alarm", 10, since=start
     )

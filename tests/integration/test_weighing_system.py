@@ -18,7 +18,7 @@ import pytest
 from shared.odoo.client import OdooClient
 from shared.odoo.settings import OdooSettings
 from shared.plc.memory_map import load_memory_map
-from shared.plc.snapshot import decode_manual_weighing
+from tests.support.messages import weighing_area
 from tests.support.procs import console, wait_until
 from tests.support.system import ROOT, System
 
@@ -239,16 +239,7 @@ def test_kill9_of_the_worker_before_the_ack_and_during_the_odoo_post_loses_and_d
         lambda: item_flag(plant, 7) == 0 and plant.plc_state()["weighings"]["posted"] == 1, 10, what="posted"
     )
     words = plant.plc("GET", f"/memory?address={base}&count={size}")["words"]
-    snap = decode_manual_weighing(MAP, words)
-    body = {
-        "area": snap.area,
-        "slot": 1,
-        "valid": snap.valid,
-        "empty": snap.empty,
-        "errors": [],
-        "fields": snap.fields,
-    }
-    plant.watch.publish(f"{ROOT}/plc/weighing", body)
+    plant.watch.publish(f"{ROOT}/plc/weighing", weighing_area(words).wire())
     wait_until(lambda: len(rows(plant)) == 1, 15, what="weighing stored")
     plant.procs["failure_monitor"].kill9()
     assert rows(plant)[0].acked_at is None and item_flag(plant, 7) == 0

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,27 +17,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from deploy.servers import PostgresCluster, free_port, server_account, spawn_mosquitto
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_tcp(host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
-
-
-def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if not found:
-        raise RuntimeError("mosquitto is not installed (./scripts/test installs it with apt when root)")
-    return found
+__all__ = ["Broker", "admin_url", "free_port", "fresh_database", "start_mosquitto", "start_restartable_cluster"]
 
 
 @dataclass
@@ -73,10 +52,7 @@ class Broker:
 
 
 def _spawn_mosquitto(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    log = open(workdir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the process
-    proc = subprocess.Popen([mosquitto_binary(), "-c", str(workdir / "mosquitto.conf")], stdout=log, stderr=log)
-    wait_for_tcp("127.0.0.1", port)
-    return proc
+    return spawn_mosquitto(workdir / "mosquitto.conf", workdir / "mosquitto.log", port)
 
 
 def start_mosquitto(extra_config: str = "", anonymous: bool = True, workdir: Path | None = None) -> Broker:
@@ -112,49 +88,20 @@ def _reachable(url: str) -> bool:
         return False
 
 
-def _pg_bin(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    raise RuntimeError(f"{name} not found: install postgresql")
+def start_restartable_cluster(prefix: str = "pg-") -> PostgresCluster:
+    """A private, trusted cluster of one test's own (own data dir and port): stopping or crashing it never
+    touches the machine's server. The caller destroys it."""
+    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix=prefix)), free_port(), server_account())
+    cluster.init()
+    cluster.start()
+    return cluster
 
 
 def _start_local_cluster() -> str:
-    """A private cluster for machines without a running PostgreSQL (initdb as a non-root user)."""
-    if "url" in _local_cluster:
-        return _local_cluster["url"]
-    datadir = Path(tempfile.mkdtemp(prefix="pg-"))
-    port = free_port()
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        os.chown(datadir, 65534, 65534)
-        run_as = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    subprocess.run(
-        [*run_as, _pg_bin("initdb"), "-D", str(datadir / "data"), "-U", "postgres", "-A", "trust"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *run_as,
-            _pg_bin("pg_ctl"),
-            "-D",
-            str(datadir / "data"),
-            "-l",
-            str(datadir / "log"),
-            "-w",
-            "-o",
-            f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    _local_cluster["url"] = url
-    return url
+    """A private cluster for machines without a running PostgreSQL, shared by the whole test run."""
+    if "url" not in _local_cluster:
+        _local_cluster["url"] = start_restartable_cluster().admin_url()
+    return _local_cluster["url"]
 
 
 def admin_url() -> str:

@@ -3,32 +3,48 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 from services.console import views
 from shared.db.operator_actions import batch_actions, weighing_actions
+from shared.mqtt.snapshots import ReadSlotSnapshot
 from shared.mqtt.topics import Topics
+from tests.support.messages import read_slot
 
 T = Topics("scada/t1")
 
 
-def read(mo: str | None, consumption: dict[str, float], **flags: int) -> dict[str, object]:
-    fields = {"mo_id": mo or "", "consumption": consumption, "status_manufacturing": 0, "status_operation": 0}
-    fields.update(flags)
-    return {"valid": True, "empty": mo is None, "fields": fields, "seq": 1, "ts": "x"}
+def read(mo: str | None, consumption: dict[str, float], slot: int = 1, **flags: int) -> ReadSlotSnapshot:
+    return read_slot(
+        mo, slot, kg=consumption, mfg=flags.get("status_manufacturing", 0), op=flags.get("status_operation", 0)
+    )
+
+
+def raw(body: dict[str, object] | ReadSlotSnapshot) -> bytes:
+    return json.dumps(body.wire() if isinstance(body, ReadSlotSnapshot) else body).encode()
 
 
 def test_live_state_takes_statuses_and_snapshots_and_ignores_heartbeats() -> None:
     live = views.LiveState(T)
-    assert live.apply("scada/t1/svc/mo_planner/status", {"state": "online", "ts": "1"})
-    assert live.apply("scada/t1/gateway/status", {"state": "online", "plc": {"reachable": True}})
-    assert live.apply("scada/t1/plc/read/2", read("WH/MO/00001", {"silo101": 1.0}))
+    assert live.apply("scada/t1/svc/mo_planner/status", raw({"state": "online", "ts": "1"}))
+    assert live.apply("scada/t1/gateway/status", raw({"state": "online", "plc": {"reachable": True}}))
+    assert live.apply("scada/t1/plc/read/2", raw(read("WH/MO/00001", {"silo101": 1.0}, slot=2)))
     # Same content, new ts/seq/heartbeat: nothing a page shows changed.
-    again = read("WH/MO/00001", {"silo101": 1.0}) | {"seq": 2, "ts": "y", "heartbeat": True}
-    assert not live.apply("scada/t1/plc/read/2", again)
-    assert live.apply("scada/t1/plc/read/2", read("WH/MO/00001", {"silo101": 2.0}))
-    assert not live.apply("scada/other/svc/x/status", {"state": "online"})
+    again = read("WH/MO/00001", {"silo101": 1.0}, slot=2).model_copy(update={"seq": 2, "heartbeat": True})
+    assert not live.apply("scada/t1/plc/read/2", raw(again))
+    assert live.apply("scada/t1/plc/read/2", raw(read("WH/MO/00001", {"silo101": 2.0}, slot=2)))
+    assert not live.apply("scada/other/svc/x/status", raw({"state": "online"}))
     assert set(live.statuses) == {"mo_planner", "plc_gateway"} and set(live.reads) == {2}
+
+
+def test_a_message_that_is_not_a_snapshot_shows_as_invalid_data() -> None:
+    live = views.LiveState(T)
+    forged = read("WH/MO/00001", {"silo101": 1.0}).wire() | {"fields": {"mo_id": "WH/MO/00001"}}
+    assert live.apply("scada/t1/plc/read/1", raw(forged))
+    row = views.slot_rows([1], live.reads, {}, {})[0]
+    assert (row.mo_id, row.phase, row.tone) == (None, "INVALID DATA", "bad")
+    assert "malformed snapshot" in live.reads[1].errors[0]
 
 
 def test_service_rows_name_missing_and_offline_services_in_words() -> None:
@@ -119,7 +135,7 @@ def test_weighing_actions_fit_the_state() -> None:
 
 
 def test_slot_rows_progress_against_stored_targets() -> None:
-    reads = {1: read("WH/MO/00001", {"silo101": 50.0, "silo102": 0.0, "lq114": 10.0}), 2: read(None, {})}
+    reads = {1: read("WH/MO/00001", {"silo101": 50.0, "silo102": 0.0, "lq114": 10.0}), 2: read(None, {}, slot=2)}
     targets = {"WH/MO/00001": {"silo101": 100.0, "silo102": 20.0, "silo103": 0.0, "lq114": 10.0}}
     rows = views.slot_rows([1, 2, 3], reads, targets, {"WH/MO/00001": "running"})
     one = rows[0]

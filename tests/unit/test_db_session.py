@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.pool import QueuePool
 
 from shared.config import ConfigError, load
-from shared.db.session import DatabaseSettings, is_disconnect, make_engine, retry_idempotent, sqlalchemy_url
+from shared.db.session import DatabaseSettings, is_disconnect, make_engine, sqlalchemy_url
 
 
 @pytest.fixture(autouse=True)
@@ -75,51 +75,8 @@ def _operational() -> OperationalError:
     return OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
 
 
-def test_retry_runs_the_work_again_after_a_disconnect_with_back_off() -> None:
-    calls: list[int] = []
-    sleeps: list[float] = []
-
-    def work() -> str:
-        calls.append(1)
-        if len(calls) < 4:
-            raise _operational()
-        return "done"
-
-    assert retry_idempotent(work, attempts=5, backoff=0.5, max_backoff=1.5, sleep=sleeps.append) == "done"
-    assert len(calls) == 4 and sleeps == [0.5, 1.0, 1.5]
-
-
-def test_retry_gives_up_after_the_attempts() -> None:
-    calls: list[int] = []
-
-    def work() -> None:
-        calls.append(1)
-        raise _operational()
-
-    with pytest.raises(OperationalError):
-        retry_idempotent(work, attempts=3, sleep=lambda _s: None)
-    assert len(calls) == 3
-
-
-def test_retry_never_repeats_a_constraint_violation() -> None:
-    calls: list[int] = []
-
-    def work() -> None:
-        calls.append(1)
-        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
-
-    with pytest.raises(IntegrityError):
-        retry_idempotent(work, sleep=lambda _s: None)
-    assert len(calls) == 1
-
-
 def test_what_counts_as_a_disconnect() -> None:
     assert is_disconnect(_operational())
     assert is_disconnect(InterfaceError("SELECT 1", {}, Exception("connection already closed")))
     assert not is_disconnect(IntegrityError("INSERT", {}, Exception("dup")))
     assert not is_disconnect(ValueError("x"))
-
-
-def test_retry_refuses_zero_attempts() -> None:
-    with pytest.raises(ValueError, match="attempts"):
-        retry_idempotent(lambda: None, attempts=0)

@@ -10,31 +10,34 @@ from edgectl.bus import Received
 from edgectl.commands.plc import resolve_read
 from edgectl.commands.watch import Formatter
 from edgectl.output import table
+from shared.mqtt.events import BatchEvent, WeighingEvent
+from shared.mqtt.payloads import utc_now
+from shared.mqtt.snapshots import ReadSlotSnapshot
 from shared.mqtt.topics import Topics
+from shared.mqtt.wire import Envelope
+from tests.support.messages import invalid_read_slot, read_slot, weighing_area, write_slot
 
 T = Topics("scada/plc01")
 
 
-def msg(topic: str, body: dict[str, Any], at: float = 1000.0) -> Received:
-    return Received(topic, json.dumps(body).encode(), False, at)
+def msg(topic: str, body: dict[str, Any] | Envelope, at: float = 1000.0) -> Received:
+    data = body.wire() if isinstance(body, Envelope) else body
+    return Received(topic, json.dumps(data).encode(), False, at)
 
 
-def read_snap(mo: str, kg: float, finished: int = 0, heartbeat: bool = False) -> dict[str, Any]:
-    fields = {
-        "mo_id": mo,
-        "consumption": {"silo101": kg, "silo102": 0.0, "silo103": 1.0, "silo104": 2.0, "lq114": 3.0},
-        "status_manufacturing": finished,
-        "status_operation": 0,
-        "status_read_data": 0,
-        "weight_finished_good": 570.0,
-    }
-    return {"valid": True, "empty": False, "errors": [], "fields": fields, "heartbeat": heartbeat}
+def read_snap(mo: str, kg: float, finished: int = 0, heartbeat: bool = False) -> ReadSlotSnapshot:
+    consumption = {"silo101": kg, "silo102": 0.0, "silo103": 1.0, "silo104": 2.0, "lq114": 3.0}
+    return read_slot(mo, kg=consumption, mfg=finished, weight=570.0, heartbeat=heartbeat)
+
+
+def event(**details: Any) -> BatchEvent:
+    return BatchEvent(ts=utc_now(), source="test", **details)
 
 
 def test_events_and_snapshots_one_line_each() -> None:
     f = Formatter(T)
-    event = f.line(msg(T.batch_events, {"event": "written", "mo_id": "WH/MO/00014", "slot": 1, "weight": 1.23456}))
-    assert event is not None and event.endswith("WH/MO/00014 written slot 1 weight=1.23")
+    written = f.line(msg(T.batch_events, event(event="written", mo_id="WH/MO/00014", slot=1, weight=1.23456)))
+    assert written is not None and written.endswith("WH/MO/00014 written slot 1 weight=1.23")
     line = f.line(msg(T.plc_read(1), read_snap("WH/MO/00014", 12.34)))
     assert line is not None
     assert line.endswith(
@@ -45,12 +48,12 @@ def test_events_and_snapshots_one_line_each() -> None:
     assert f.line(msg(T.plc_read(1), read_snap("WH/MO/00014", 14.0, heartbeat=True), at=1003)) is None
     done = f.line(msg(T.plc_read(1), read_snap("WH/MO/00014", 15.0, finished=1), at=1003.1))
     assert done is not None and "finished 570.0 kg" in done
-    invalid = f.line(msg(T.plc_read(2), {"valid": False, "errors": ["mo_id: not printable"], "fields": {}}))
-    assert invalid is not None and "plc/read/2 INVALID mo_id: not printable" in invalid
-    w = f.line(
-        msg(T.plc_write(1), {"valid": True, "empty": False, "fields": {"mo_id": "WH/MO/1", "status_read_data": 0}})
-    )
-    assert w is not None and w.endswith("plc/write/1 WH/MO/1 W=0 (waiting for the PLC)")
+    invalid = f.line(msg(T.plc_read(2), invalid_read_slot(2)))
+    assert invalid is not None and "plc/read/2 INVALID batch word 3 != slot 2" in invalid
+    forged = f.line(msg(T.plc_read(3), {"valid": True, "fields": {"mo_id": 5}}))
+    assert forged is not None and "plc/read/3 INVALID malformed snapshot: " in forged
+    w = f.line(msg(T.plc_write(1), write_slot("WH/MO/00001", w=0)))
+    assert w is not None and w.endswith("plc/write/1 WH/MO/00001 W=0 (waiting for the PLC)")
     svc = f.line(msg(T.svc_status("odoo_sync"), {"state": "offline"}))
     assert svc is not None and svc.endswith("svc odoo_sync offline")
     assert f.line(msg(T.svc_status("odoo_sync"), {"state": "offline"}, at=1010)) is None
@@ -59,6 +62,8 @@ def test_events_and_snapshots_one_line_each() -> None:
     )
     assert gw is not None and "PLC UNREACHABLE timeout: x" in gw
     assert f.line(Received(T.batch_events, b"not json", False, 1.0)) is None
+    bad_event = f.line(msg(T.batch_events, {"event": "exploded", "mo_id": "WH/MO/00014"}))
+    assert bad_event is not None and "events/batch MALFORMED" in bad_event
 
 
 def plc_args(**kw: Any) -> argparse.Namespace:
@@ -87,17 +92,15 @@ def test_table_keeps_rows_on_one_line() -> None:
 
 
 def test_weighing_area_and_events_one_line_each() -> None:
-    from shared.plc.memory_map import load_memory_map
-    from shared.plc.snapshot import decode_manual_weighing
     from tests.unit.test_plc_manual_weighing import GOLDEN
 
-    snap = decode_manual_weighing(load_memory_map(), GOLDEN)
-    body = {"area": snap.area, "valid": snap.valid, "errors": list(snap.errors), "fields": snap.fields}
+    body = weighing_area(list(GOLDEN))
     f = Formatter(T)
     line = f.line(msg(T.plc_weighing, body))
     assert line is not None
     assert "plc/weighing WH/MO/00011 item 1 61 832.00 kg pending, item 6 64 380.69 kg pending" in line
     assert "item 3 REJECTED product_id 0 is below 1" in line
     assert f.line(msg(T.plc_weighing, body, at=1000.5)) is None  # unchanged: not printed again
-    event = f.line(msg(T.weighing_events, {"event": "reported", "weighing_id": 7, "event_id": "ab", "kg": 2.35}))
-    assert event is not None and event.endswith("weighing 7 reported kg=2.35")
+    reported = WeighingEvent(ts=utc_now(), source="test", event="reported", weighing_id=7, event_id="ab", kg=2.35)
+    line = f.line(msg(T.weighing_events, reported))
+    assert line is not None and line.endswith("weighing 7 reported kg=2.35")

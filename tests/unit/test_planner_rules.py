@@ -18,7 +18,9 @@ from services.mo_planner.rules import (
     recheck_queued,
     slot_free,
 )
+from shared.mqtt.snapshots import ReadSlotSnapshot, WriteSlotSnapshot
 from shared.odoo.mapping import Batch
+from tests.support.messages import MAP, invalid_read_slot, read_slot, write_slot
 
 
 def read_msg(
@@ -31,31 +33,23 @@ def read_msg(
     weight: float | None = None,
     valid: bool = True,
     empty: bool = False,
-) -> dict[str, Any]:
+) -> ReadSlotSnapshot:
     if not valid:
-        return {"slot": slot, "valid": False, "empty": False, "errors": ["batch word 7 != slot 1"], "fields": {}}
+        return invalid_read_slot(slot)
     if empty:
-        return {"slot": slot, "valid": True, "empty": True, "errors": [], "fields": {"status_read_data": r}}
-    return {
-        "slot": slot,
-        "valid": True,
-        "empty": False,
-        "errors": [],
-        "fields": {
-            "mo_id": mo,
-            "status_read_data": r,
-            "status_manufacturing": mfg,
-            "status_operation": op,
-            "consumption": {"silo101": kg},
-            # A finished batch carries its weight unless a test says otherwise.
-            "weight_finished_good": weight if weight is not None else (kg if mfg or op else 0.0),
-        },
-    }
+        return read_slot(None, slot, r=r)
+    # A finished batch carries its weight unless a test says otherwise.
+    weight = weight if weight is not None else (kg if mfg or op else 0.0)
+    return read_slot(mo, slot, r=r, mfg=mfg, op=op, kg={"silo101": kg}, weight=weight)
 
 
-def write_msg(mo: str = "WH/MO/00011", slot: int = 1, w: int = 1, empty: bool = False) -> dict[str, Any]:
-    fields: dict[str, Any] = {"status_read_data": w} if empty else {"mo_id": mo, "status_read_data": w}
-    return {"slot": slot, "valid": True, "empty": empty, "errors": [], "fields": fields}
+def write_msg(mo: str = "WH/MO/00011", slot: int = 1, w: int = 1, empty: bool = False) -> WriteSlotSnapshot:
+    return write_slot(None if empty else mo, slot, w=w)
+
+
+def actuals(kg: float) -> dict[str, float]:
+    """What the database holds for a row: every equipment code, silo101 dosed."""
+    return {code: 0.0 for code in MAP.equipment_codes} | {"silo101": kg}
 
 
 FP = "0123456789abcdef"  # the fingerprint of the result in the snapshot under test
@@ -70,7 +64,7 @@ def row(
     attention_from: str | None = None,
 ) -> Expected:
     return Expected(
-        "WH/MO/00011", slot, state, {"silo101": kg}, None, fingerprint=fingerprint, attention_from=attention_from
+        "WH/MO/00011", slot, state, actuals(kg), None, fingerprint=fingerprint, attention_from=attention_from
     )
 
 
@@ -192,7 +186,7 @@ class TestLostWriteReply:
     """A crash or a lost reply after write_batch: the PLC showing the MO proves the write landed."""
 
     def queued(self, sent: bool, slot: int | None = 1) -> Expected:
-        return Expected("WH/MO/00011", slot, "queued", {"silo101": 0.0}, None, request_sent=sent)
+        return Expected("WH/MO/00011", slot, "queued", actuals(0.0), None, request_sent=sent)
 
     def test_plc_shows_a_queued_row_that_was_sent(self) -> None:
         d = on_read_snapshot(read_msg(kg=3.0), self.queued(True), fingerprint=FP)

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from shared.plc import codecs
 from shared.plc.codecs import CodecError
+from shared.plc.memory_map import FieldSpec, load_memory_map
+from shared.plc.snapshot import encode_field
 
 
 @pytest.mark.parametrize(
@@ -113,3 +115,42 @@ def test_ascii_decoder_never_returns_non_printables(words: list[int]) -> None:
 def test_real_decoder_returns_finite_or_raises(lo: int, hi: int) -> None:
     with contextlib.suppress(CodecError):
         assert math.isfinite(codecs.decode_real([lo, hi]))
+
+
+# --- the registry: one entry per codec name, and every field of the plant map round-trips through it ----
+
+
+def test_every_codec_name_has_one_registry_entry() -> None:
+    assert set(codecs.CODECS) == set(codecs.CodecName)
+
+
+def _all_fields() -> list[FieldSpec]:
+    m = load_memory_map()
+    specs: list[FieldSpec] = []
+    for layout in m.layouts.values():
+        specs.extend(layout.fields)
+        if layout.items is not None:
+            specs.extend(layout.items.fields)
+    return specs
+
+
+def _sample(spec: FieldSpec) -> codecs.Value:
+    """A value the field can hold: inside its limits, with a fraction where the codec keeps one."""
+    if spec.codec is codecs.CodecName.ASCII:
+        return "WH/MO/00014"[: 2 * spec.size]
+    if spec.codec is codecs.CodecName.FLAG:
+        return 1
+    low = spec.min if spec.min is not None else 0
+    high = spec.max if spec.max is not None else 9999
+    if spec.codec in (codecs.CodecName.KG_X100, codecs.CodecName.REAL):
+        return round((low + high) / 3, 2) if spec.codec is codecs.CodecName.KG_X100 else 570.5
+    return int(low + high) // 2
+
+
+@pytest.mark.parametrize("spec", _all_fields(), ids=lambda s: f"{s.name}:{s.codec}")
+def test_every_map_field_round_trips_through_the_registry(spec: FieldSpec) -> None:
+    value = _sample(spec)
+    words = spec.coder.encode(value, spec.size, False)
+    assert len(words) == spec.size
+    assert spec.coder.decode(words) == value
+    assert encode_field(spec, value) == words  # the snapshot encoder goes through the same entry

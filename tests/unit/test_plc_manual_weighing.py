@@ -109,6 +109,12 @@ def test_wrong_length_is_rejected_whole() -> None:
 BASE: dict[str, Any] = yaml.safe_load(DEFAULT_MAP_PATH.read_text())
 
 
+def _rename_item_flag(data: dict[str, Any]) -> None:
+    items = data["layouts"]["manual_weighing"]["items"]
+    items["flag"] = "taken"
+    next(f for f in items["fields"] if f["name"] == "status_manual_weigh_read")["name"] = "taken"
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
@@ -122,6 +128,7 @@ BASE: dict[str, Any] = yaml.safe_load(DEFAULT_MAP_PATH.read_text())
         (lambda d: d["areas"]["manual_weighing"].update(base=8010), "overlaps"),
         (lambda d: d["layouts"]["manual_weighing"]["items"]["fields"][1].update(name="weight"), "field 'kg'"),
         (lambda d: d["layouts"]["manual_weighing"]["fields"][1].update(codec="uint16", words=None), "'mo_id'"),
+        (_rename_item_flag, "item flag must be named 'status_manual_weigh_read'"),
     ],
 )
 def test_broken_weighing_maps_are_refused(mutate: Any, message: str) -> None:

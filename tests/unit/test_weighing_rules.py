@@ -3,6 +3,8 @@ weighing, and the verdict on a post of unknown outcome (the exactly-once rule)."
 
 from __future__ import annotations
 
+import copy
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -16,13 +18,14 @@ from services.failure_monitor.weighing_rules import (
     short_applied,
     weighings_from_snapshot,
 )
+from shared.mqtt.payloads import PayloadError
+from shared.mqtt.snapshots import WeighingSnapshot
+from shared.mqtt.wire import parse_message
 from shared.odoo.mapping import material_consumption_payload
 from shared.odoo.models import Mo
-from shared.plc.memory_map import load_memory_map
-from shared.plc.snapshot import decode_manual_weighing
+from tests.support.messages import weighing_area
 from tests.unit.test_plc_manual_weighing import GOLDEN
 
-MAP = load_memory_map()
 D = Decimal
 
 
@@ -34,13 +37,8 @@ def test_item_selection() -> None:
             parse_item_selection(bad)
 
 
-def _body(words: list[int]) -> dict[str, Any]:
-    snap = decode_manual_weighing(MAP, words)
-    return {"area": snap.area, "valid": snap.valid, "errors": list(snap.errors), "fields": snap.fields}
-
-
 def test_only_valid_pending_items_of_the_selection_are_offered() -> None:
-    pending, shown = weighings_from_snapshot(_body(GOLDEN), parse_item_selection("ALL"))
+    pending, shown = weighings_from_snapshot(weighing_area(list(GOLDEN)), parse_item_selection("ALL"))
     assert [(w.item, w.product_id, w.kg, w.mo_id) for w in pending] == [
         (1, 61, D("832.00"), "WH/MO/00011"),
         (6, 64, D("380.69"), "WH/MO/00011"),
@@ -48,17 +46,26 @@ def test_only_valid_pending_items_of_the_selection_are_offered() -> None:
     by_item = {s.item: s for s in shown}
     assert by_item[2].flag == 1 and by_item[2].event_id is not None  # taken, still identifiable
     assert by_item[3].event_id is None and by_item[7].event_id is None  # rejected / empty
-    only_six, _ = weighings_from_snapshot(_body(GOLDEN), parse_item_selection("MANUAL06"))
+    only_six, _ = weighings_from_snapshot(weighing_area(list(GOLDEN)), parse_item_selection("MANUAL06"))
     assert [w.item for w in only_six] == [6]
 
 
-def test_a_malformed_message_offers_nothing() -> None:
-    for body in ({}, {"area": "failure", "fields": {}}, {"area": "manual_weighing", "fields": {"items": "x"}}):
-        assert weighings_from_snapshot(body, parse_item_selection("ALL")) == ([], [])
-    forged = _body(GOLDEN)
-    forged["fields"]["items"][0]["kg"] = "lots"
-    pending, _ = weighings_from_snapshot(forged, parse_item_selection("ALL"))
-    assert [w.item for w in pending] == [6]
+def test_a_malformed_message_is_refused_before_any_rule_sees_it() -> None:
+    genuine = weighing_area(list(GOLDEN)).wire()
+    forged_kg = copy.deepcopy(genuine)
+    forged_kg["fields"]["items"][0]["kg"] = "lots"
+    taken_but_pending = copy.deepcopy(genuine)
+    taken_but_pending["fields"]["items"][1]["pending"] = True  # item 2's flag reads 1: it is not pending
+    for body in (
+        {},
+        genuine | {"area": "failure"},
+        genuine | {"fields": {"items": "x"}},
+        forged_kg,
+        taken_but_pending,
+    ):
+        with pytest.raises(PayloadError):
+            parse_message(WeighingSnapshot, json.dumps(body).encode())
+    assert parse_message(WeighingSnapshot, json.dumps(genuine).encode()).wire() == genuine
 
 
 def _mo(state: str = "confirmed", consumed: float = 4.0) -> Mo:
