@@ -11,22 +11,17 @@ Odoo by hand. Every change is audited (actor `operator`, the OS user in the deta
 from __future__ import annotations
 
 import argparse
-import getpass
-import sys
 from typing import Any
 
 from edgectl import connection
-from edgectl.bus import Bus
 from edgectl.commands import EXIT_OK
 from edgectl.db import session_factory
-from edgectl.errors import Refused, Unreachable, UsageError
+from edgectl.errors import Refused
+from edgectl.operator import ACTOR, os_user, wake
 from shared.db.models import ManualWeighing
 from shared.db.repo import audit
 from shared.db.session import transaction
 from shared.mqtt.events import weighing_event
-from shared.mqtt.payloads import dumps
-
-ACTOR = "operator"
 
 
 def register(sub: Any) -> None:
@@ -61,26 +56,11 @@ def run_retry(args: argparse.Namespace) -> int:
             event_id=row.event_id,
             weighing_id=row.id,
             previous=row.attention_reason,
-            user=_user(),
+            user=os_user(),
         )
         row.attention_reason, row.attention_at, row.next_attempt_at = None, None, None
         weighing_id, event_id = row.id, row.event_id
     print(f"weighing {weighing_id}: back to failure_monitor; it reports it again (an unknown earlier post first)")
-    try:
-        with Bus(broker) as bus:
-            bus.publish(
-                conn.topics.weighing_events, dumps("edgectl", weighing_event("retry", weighing_id, event_id))
-            )
-    except (Unreachable, UsageError, Refused) as exc:
-        print(
-            f"edgectl weighing-retry: wake-up not sent ({exc}); failure_monitor finds it on its sweep",
-            file=sys.stderr,
-        )
+    event = weighing_event("retry", weighing_id, event_id)
+    wake(broker, conn.topics.weighing_events, event, "weighing-retry", "failure_monitor")
     return EXIT_OK
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
