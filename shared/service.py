@@ -1,5 +1,5 @@
-"""The one shape of a threaded worker (odoo_sync, failure_monitor, mo_planner, housekeeping) and the settings
-every service shares (same variable names in compose, supervisord and tests).
+"""The one shape of a threaded worker (odoo_sync, failure_monitor, mo_planner, housekeeping); the settings
+every service shares are in shared/settings.py.
 
 Model: Home Assistant's DataUpdateCoordinator: one base owns the I/O, health and errors, a service provides
 its work. `Worker` owns the settings, the SQLAlchemy engine built from DATABASE_* (pool size, connect timeout,
@@ -22,7 +22,6 @@ import datetime as dt
 import logging
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
@@ -30,19 +29,19 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
-from pydantic import Field, SecretStr, field_validator
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from shared import __version__
-from shared.config import ConfigError, Settings, load
+from shared.config import ConfigError, load
 from shared.db.session import DatabaseSettings, make_session_factory
 from shared.health import readiness, start_health_server
 from shared.logging import register_secret, setup_logging
-from shared.mqtt.client import BrokerAddress, Delivery, Message, MqttLink, Route, json_object, parse_mqtt_url
+from shared.mqtt.client import Delivery, Message, MqttLink, Route, json_object
 from shared.mqtt.commands import CommandClient
-from shared.mqtt.topics import Topics
+from shared.settings import RuntimeSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,50 +52,6 @@ BUG_RETRY_S = 10.0  # after an unexpected error in a `keep_going` loop (logged w
 # read timeout, renews the session and reads again), short enough for a restart to matter.
 STALL_GRACE_S = 120.0
 POLL_STOP_S = 1.0  # a sleeping loop looks at the stop event at least this often
-
-
-class RuntimeSettings(Settings):
-    """What every long-running process has: its /healthz port and its log level."""
-
-    health_port: int = Field(default=0, ge=0, le=65535, description="0 = /healthz and /metrics off")
-    health_host: str = "0.0.0.0"
-    log_level: str = "INFO"
-
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, v: str) -> str:
-        if v.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
-        return v.upper()
-
-
-class ServiceSettings(RuntimeSettings):
-    """A service on the broker."""
-
-    mqtt_url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt://user:pass@host:port")
-    mqtt_password: SecretStr | None = Field(default=None, description="overrides the URL's password (or _FILE)")
-    mqtt_client_id: str | None = Field(default=None, description="default: <service>-<hostname>")
-    mqtt_topic_root: str = "scada/plc01"
-
-    @field_validator("mqtt_topic_root")
-    @classmethod
-    def _root(cls, v: str) -> str:
-        Topics(v)  # raises with a clear message
-        return v
-
-    @property
-    def topics(self) -> Topics:
-        return Topics(self.mqtt_topic_root)
-
-    def client_id(self, service: str) -> str:
-        return self.mqtt_client_id or f"{service}-{socket.gethostname()}"
-
-    def broker(self) -> BrokerAddress:
-        """The broker address with its password (from MQTT_PASSWORD[_FILE] or the URL), masked in logs."""
-        password = self.mqtt_password.get_secret_value() if self.mqtt_password else None
-        address = parse_mqtt_url(self.mqtt_url, password)
-        register_secret(address.password)
-        return address
 
 
 class DatabaseWorkerSettings(RuntimeSettings, DatabaseSettings):
