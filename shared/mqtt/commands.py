@@ -69,9 +69,9 @@ class CommandClient:
         return f"{self.sender}-{uuid.uuid4().hex}"
 
     def send(self, command: C, on_reply: Callable[[C, CommandReply], None]) -> bool:
-        """Send `command` and keep it until a reply answers it; `on_reply` then runs on the thread that feeds
-        `on_reply`. A request id already in flight is not sent twice. False: not handed to the broker now
-        (it is resent when due)."""
+        """Send `command` and keep it until a reply answers it; the callback then runs on the thread that hands
+        replies to `on_reply(body)`. A request id already in flight is not sent twice. False: not handed to the
+        broker now (it is resent when due)."""
         if self.sender not in COMMAND_SENDERS.get(command.command, ()):
             raise ValueError(
                 f"{self.sender} may not send {command.command} (shared/mqtt/topics.py COMMAND_SENDERS)"
