@@ -11,16 +11,23 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
+from edgectl.connection import Connection
 from edgectl.errors import Refused, Unreachable, UsageError
-from shared.mqtt.client import BrokerAddress
+from shared.mqtt.client import BrokerAddress, json_object
+from shared.mqtt.commands import CommandClient
+from shared.mqtt.payloads import CommandBase, CommandReply, dumps
+
+SENDER = "edgectl"  # the broker user `operator` sends as edgectl (shared/mqtt/topics.py COMMAND_SENDERS)
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,14 @@ class Bus:
 
     # -- paho callbacks (network thread): bookkeeping and hand-off only
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
+    ) -> None:
         if reason.is_failure:
             self._refusal = str(reason)
             self._connected.set()
@@ -76,18 +90,27 @@ class Bus:
                     self._pending_subs.add(mid)
         self._connected.set()
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
-        if any(getattr(code, "is_failure", False) for code in codes):
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, codes: list[ReasonCode], props: Properties | None
+    ) -> None:
+        if any(code.is_failure for code in codes):
             self._refusal = "the broker refused a subscription (ACL)"
         with self._lock:
             self._pending_subs.discard(mid)
             if not self._pending_subs:
                 self._subscribed.set()
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self.inbox.put(Received(msg.topic, bytes(msg.payload), bool(msg.retain), time.time()))
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
+    ) -> None:
         self._subscribed.clear()
 
     # -- API
@@ -138,3 +161,36 @@ class Bus:
             raise Unreachable(f"publish to {topic} failed: {exc}") from None
         if not info.is_published():
             raise Unreachable(f"the broker did not acknowledge the publish to {topic} within {self.timeout:g} s")
+
+    def publish_json(self, topic: str, body: dict[str, Any]) -> bool:
+        self.publish(topic, dumps(SENDER, body))
+        return True
+
+    def receive_json(self, timeout: float) -> dict[str, Any] | None:
+        msg = self.get(timeout)
+        return json_object(msg.payload) if msg else None
+
+
+def gateway_command(conn: Connection, build: Callable[[str], CommandBase], timeout: float) -> CommandReply:
+    """Send the command `build(request_id)` makes to plc_gateway and wait for its reply (shared/mqtt/commands.py
+    matches it); raise Unreachable without one. The reply comes on a topic of this run's own."""
+    session = uuid.uuid4().hex
+    with Bus(conn.broker(), [conn.topics.reply_topic(SENDER, session)], timeout=min(timeout, 5.0)) as bus:
+        client = CommandClient(conn.topics, SENDER, bus.publish_json, ttl_s=timeout, session=session)
+        command = build(client.new_request_id())
+        reply = client.call(command, bus.receive_json, timeout)
+    if reply is not None:
+        return reply
+    # The broker drops a publish the ACL denies without telling an MQTT 3.1.1 client, so "no reply" is also
+    # what a wrong broker user looks like: name the user, since only `operator` may send these commands.
+    user = conn.broker().username
+    hint = (
+        f"; broker user {user!r} may not send cmd/{command.command} (mosquitto/acl allows only 'operator':"
+        " under docker-compose use `docker-compose run --rm edgectl ...`)"
+        if user != "operator"
+        else ""
+    )
+    raise Unreachable(
+        f"no reply from plc_gateway to {command.command} within {timeout:g} s (is it running? see `edgectl status`)"
+        f"{hint}"
+    )

@@ -8,22 +8,18 @@ detail.
 from __future__ import annotations
 
 import argparse
-import getpass
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from edgectl import connection
-from edgectl.bus import Bus
 from edgectl.commands import EXIT_OK
 from edgectl.db import session_factory
-from edgectl.errors import Refused, Unreachable, UsageError
+from edgectl.errors import Refused
+from edgectl.operator import ACTOR, os_user, wake
 from shared.db.operator_actions import ActionRefused, ActionResult, cancel_batch, retry_batch
 from shared.db.session import transaction
 from shared.mqtt.events import BatchEvent
-from shared.mqtt.payloads import dumps, utc_now
-
-ACTOR = "operator"
+from shared.mqtt.payloads import utc_now
 
 
 def register(sub: Any) -> None:
@@ -51,18 +47,11 @@ def register(sub: Any) -> None:
     r.set_defaults(func=run_retry)
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        return "unknown"
-
-
 def _act(args: argparse.Namespace, action: Callable[..., ActionResult]) -> ActionResult:
     conn = connection.resolve(args)
     with session_factory(conn) as factory, transaction(factory) as s:
         try:
-            return action(s, args.mo_id, actor=ACTOR, via="edgectl", user=_user())
+            return action(s, args.mo_id, actor=ACTOR, via="edgectl", user=os_user())
         except ActionRefused as exc:
             raise Refused(str(exc)) from None
 
@@ -77,17 +66,6 @@ def run_retry(args: argparse.Namespace) -> int:
     broker = conn.broker()  # settings checked before the database is changed
     result = _act(args, retry_batch)
     print(result.message)
-    try:
-        with Bus(broker) as bus:
-            bus.publish(
-                conn.topics.batch_events,
-                dumps(
-                    "edgectl", BatchEvent(ts=utc_now(), source="edgectl", event="retry", mo_id=args.mo_id).wire()
-                ),
-            )
-    except (Unreachable, UsageError, Refused) as exc:
-        # The row is committed: odoo_sync's periodic sweep finds it without the wake-up event.
-        print(
-            f"edgectl retry: wake-up event not sent ({exc}); odoo_sync retries on its next sweep", file=sys.stderr
-        )
+    event = BatchEvent(ts=utc_now(), source="edgectl", event="retry", mo_id=args.mo_id)
+    wake(broker, conn.topics.batch_events, event.wire(), "retry", "odoo_sync")
     return EXIT_OK

@@ -9,21 +9,17 @@ failure_monitor, which reports it again. Every change is audited (actor `operato
 from __future__ import annotations
 
 import argparse
-import getpass
-import sys
 from typing import Any
 
 from edgectl import connection
-from edgectl.bus import Bus
 from edgectl.commands import EXIT_OK
 from edgectl.db import session_factory
-from edgectl.errors import Refused, Unreachable, UsageError
+from edgectl.errors import Refused, UsageError
+from edgectl.operator import ACTOR, os_user, wake
 from shared.db.operator_actions import MIN_EVENT_PREFIX, ActionRefused, retry_failure
 from shared.db.session import transaction
 from shared.mqtt.events import FailureEvent
-from shared.mqtt.payloads import dumps, utc_now
-
-ACTOR = "operator"
+from shared.mqtt.payloads import utc_now
 
 
 def register(sub: Any) -> None:
@@ -43,29 +39,10 @@ def run_retry(args: argparse.Namespace) -> int:
         raise UsageError(f"give at least {MIN_EVENT_PREFIX} hex digits of the event id")
     with session_factory(conn) as factory, transaction(factory) as s:
         try:
-            result = retry_failure(s, args.event_id, actor=ACTOR, via="edgectl", user=_user())
+            result = retry_failure(s, args.event_id, actor=ACTOR, via="edgectl", user=os_user())
         except ActionRefused as exc:
             raise Refused(str(exc)) from None
     print(result.message)
-    try:
-        with Bus(broker) as bus:
-            bus.publish(
-                conn.topics.failure_events,
-                dumps(
-                    "edgectl",
-                    FailureEvent(ts=utc_now(), source="edgectl", event="retry", event_id=result.subject).wire(),
-                ),
-            )
-    except (Unreachable, UsageError, Refused) as exc:
-        print(
-            f"edgectl failure-retry: wake-up not sent ({exc}); failure_monitor finds it on its sweep",
-            file=sys.stderr,
-        )
+    event = FailureEvent(ts=utc_now(), source="edgectl", event="retry", event_id=result.subject)
+    wake(broker, conn.topics.failure_events, event.wire(), "failure-retry", "failure_monitor")
     return EXIT_OK
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

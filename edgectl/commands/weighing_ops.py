@@ -14,22 +14,18 @@ posts it. Every change is audited (actor `operator`, the OS user in the detail).
 from __future__ import annotations
 
 import argparse
-import getpass
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from edgectl import connection
-from edgectl.bus import Bus
 from edgectl.commands import EXIT_OK
 from edgectl.db import session_factory
-from edgectl.errors import Refused, Unreachable, UsageError
+from edgectl.errors import Refused
+from edgectl.operator import ACTOR, os_user, wake
 from shared.db.operator_actions import ActionRefused, ActionResult, give_up_weighing, retry_weighing
 from shared.db.session import transaction
 from shared.mqtt.events import WeighingEvent
-from shared.mqtt.payloads import dumps, utc_now
-
-ACTOR = "operator"
+from shared.mqtt.payloads import utc_now
 
 
 def register(sub: Any) -> None:
@@ -54,7 +50,7 @@ def _act(
 ) -> ActionResult:
     with session_factory(conn) as factory, transaction(factory) as s:
         try:
-            result = action(s, args.weighing_id, actor=ACTOR, via="edgectl", user=_user())
+            result = action(s, args.weighing_id, actor=ACTOR, via="edgectl", user=os_user())
         except ActionRefused as exc:
             raise Refused(str(exc)) from None
     print(result.message)
@@ -66,36 +62,13 @@ def run_retry(args: argparse.Namespace) -> int:
     broker = conn.broker()  # settings checked before the database is changed
     result = _act(conn, args, retry_weighing)
     assert result.event_id is not None
-    try:
-        with Bus(broker) as bus:
-            bus.publish(
-                conn.topics.weighing_events,
-                dumps(
-                    "edgectl",
-                    WeighingEvent(
-                        ts=utc_now(),
-                        source="edgectl",
-                        event="retry",
-                        weighing_id=int(result.subject),
-                        event_id=result.event_id,
-                    ).wire(),
-                ),
-            )
-    except (Unreachable, UsageError, Refused) as exc:
-        print(
-            f"edgectl weighing-retry: wake-up not sent ({exc}); failure_monitor finds it on its sweep",
-            file=sys.stderr,
-        )
+    event = WeighingEvent(
+        ts=utc_now(), source="edgectl", event="retry", weighing_id=int(result.subject), event_id=result.event_id
+    )
+    wake(broker, conn.topics.weighing_events, event.wire(), "weighing-retry", "failure_monitor")
     return EXIT_OK
 
 
 def run_give_up(args: argparse.Namespace) -> int:
     _act(connection.resolve(args), args, give_up_weighing)  # nothing to wake: no service works on it any more
     return EXIT_OK
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,16 +53,18 @@ from shared.db.operator_actions import (
 )
 from shared.db.repo import actuals_of, audit
 from shared.db.session import make_engine, make_session_factory, transaction
-from shared.mqtt.client import Message, MqttLink, json_object
+from shared.mqtt.client import Delivery, Message, MqttLink, json_object
+from shared.mqtt.client import Route as MqttRoute
+from shared.mqtt.commands import UNREACHABLE_CODES, CommandClient
 from shared.mqtt.events import BatchEvent, FailureEvent, WeighingEvent
-from shared.mqtt.payloads import utc_now
-from shared.mqtt.requests import UNREACHABLE_CODES, command_request
+from shared.mqtt.payloads import Arm, CommandReply, utc_now
 from shared.odoo.mapping import consumption_payload
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 COOKIE = "console_session"
 SERVICE = "console"
+ARM_TIMEOUT_S = 5.0  # how long an operator waits for the gateway's answer to `arm` (also its expires_at)
 MAX_FORM_BYTES = 16 * 1024
 SECURITY_HEADERS = {
     # No inline script anywhere: the one script is a file, so a CSP without 'unsafe-inline' holds.
@@ -125,7 +128,9 @@ class Console:
         self.revoked: dict[str, int] = {}
         self._revoked_loaded = False
         self.read_engine = queries.read_only_engine(
-            settings.sqlalchemy_url(), connect_timeout_s=settings.database_connect_timeout_s
+            settings.sqlalchemy_url(),
+            pool_size=settings.database_pool_size,
+            connect_timeout_s=settings.database_connect_timeout_s,
         )
         self.reader = make_session_factory(self.read_engine)
         self.action_engine = make_engine(
@@ -148,7 +153,6 @@ class Console:
         self._summary: queries.Summary | None = None
         self._db_stale = True
         self.subscribers: set[asyncio.Queue[str]] = set()
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self.registry = CollectorRegistry()
@@ -158,22 +162,30 @@ class Console:
         )
         self.m_streams = Gauge("console_live_streams", "Open live (SSE) streams", registry=self.registry)
         self.m_refresh = Counter("console_live_renders", "Live fragments rendered", registry=self.registry)
+        # Replies to this process's own commands (arm) come on a topic of its own below the console's prefix.
+        self.commands = CommandClient(
+            self.topics,
+            SERVICE,
+            lambda topic, body: self.link.publish_json(topic, body),
+            ttl_s=ARM_TIMEOUT_S,
+            session=uuid.uuid4().hex,
+        )
         self.link = MqttLink(
             address=settings.broker(),
             client_id=settings.client_id(SERVICE),
             status_topic=self.topics.svc_status(SERVICE),
             source=SERVICE,
-            subscriptions=[
-                (self.topics.gateway_status, 1),
-                (self.topics.svc_status("+"), 1),
-                (f"{self.topics.root}/plc/read/+", 0),
-                (f"{self.topics.root}/plc/write/+", 0),
-                (self.topics.batch_events, 1),
-                (self.topics.failure_events, 1),
-                (self.topics.weighing_events, 1),
-                (f"{self.topics.reply_prefix(SERVICE)}/#", 1),
+            routes=[
+                MqttRoute(self.topics.gateway_status, self._on_live),
+                MqttRoute(self.topics.svc_status("+"), self._on_live),
+                MqttRoute(self.topics.plc_read("+"), self._on_live, qos=0),
+                MqttRoute(self.topics.plc_write("+"), self._on_live, qos=0),
+                MqttRoute(self.topics.batch_events, self._on_db_event),
+                MqttRoute(self.topics.failure_events, self._on_db_event),
+                MqttRoute(self.topics.weighing_events, self._on_db_event),
+                MqttRoute(self.commands.reply_topic, self._on_reply),
             ],
-            on_message=self._on_message,
+            deliver=self._to_loop,
             on_connected=self._nudge,
             birth={"version": __version__, "role": "operator console"},
         )
@@ -193,25 +205,29 @@ class Console:
         self.read_engine.dispose()
         self.action_engine.dispose()
 
-    # ------------------------------------------------------------ MQTT (paho thread: bookkeeping only)
+    # ------------------------------------------------------------ MQTT (handlers run on the event loop)
+
+    def _to_loop(self, delivery: Delivery) -> None:
+        """paho's thread only schedules the route's handler on the event loop."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(delivery.run)
 
     def _nudge(self) -> None:
         if self.loop is not None and self._changed is not None:
             self.loop.call_soon_threadsafe(self._changed.set)
 
-    def _on_message(self, msg: Message) -> None:
+    def _on_reply(self, msg: Message) -> None:
+        body = json_object(msg.payload)
+        if body is not None:
+            self.commands.on_reply(body)
+
+    def _on_db_event(self, msg: Message) -> None:
+        self._db_stale = True  # the database changed: re-read it
+        self._nudge()
+
+    def _on_live(self, msg: Message) -> None:
         body = json_object(msg.payload)
         if body is None:
-            return
-        if msg.topic.startswith(self.topics.reply_prefix(SERVICE) + "/"):
-            rid = body.get("request_id")
-            fut = self._pending.get(rid) if isinstance(rid, str) else None
-            if fut is not None and self.loop is not None:
-                self.loop.call_soon_threadsafe(_resolve, fut, body)
-            return
-        if msg.topic in (self.topics.batch_events, self.topics.failure_events, self.topics.weighing_events):
-            self._db_stale = True  # the database changed: re-read it
-            self._nudge()
             return
         with self._lock:
             changed = self.live.apply(msg.topic, msg.payload)
@@ -742,21 +758,17 @@ class Console:
         if not target.isdigit() or not 1 <= int(target) <= 99:
             raise ActionRefused(f"slot {target!r} is not 1..99")
         slot = int(target)
-        req = command_request(self.topics, SERVICE, "arm", {"slot": slot}, 5.0)
-        assert self.loop is not None
-        fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
-        self._pending[req.request_id] = fut
+        arm = Arm(request_id=self.commands.new_request_id(), slot=slot)
+        answered: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
         try:
-            if not self.link.publish_json(req.topic, req.body):
+            if not self.commands.send(arm, lambda _arm, reply: _resolve(answered, reply)):
                 raise ActionRefused("the console is not connected to the broker: nothing sent")
-            reply = await asyncio.wait_for(fut, 5.0)
+            settled = await asyncio.wait_for(answered, ARM_TIMEOUT_S)
+            ok, code, message = settled.ok, settled.code, settled.message
         except TimeoutError:
-            reply = {"ok": False, "code": "no_reply", "message": "no reply from plc_gateway within 5 s"}
+            ok, code, message = False, "no_reply", f"no reply from plc_gateway within {ARM_TIMEOUT_S:g} s"
         finally:
-            self._pending.pop(req.request_id, None)
-        if reply.get("request_id") is not None and not req.answered_by(reply):
-            reply = {"ok": False, "code": "bad_reply", "message": "the reply did not match the request"}
-        code = str(reply.get("code"))
+            self.commands.forget(arm.request_id)
 
         def record() -> None:
             with transaction(self.writer) as s:
@@ -767,13 +779,13 @@ class Console:
                     via="console",
                     client=client,
                     slot=slot,
-                    ok=reply.get("ok"),
+                    ok=ok,
                     code=code,
                 )
 
         await asyncio.to_thread(record)
-        verdict = "ok" if reply.get("ok") else ("PLC UNREACHABLE" if code in UNREACHABLE_CODES else "REFUSED")
-        return ActionResult(f"slot {slot}", f"slot {slot}: {verdict} {code}: {reply.get('message')}")
+        verdict = "ok" if ok else ("PLC UNREACHABLE" if code in UNREACHABLE_CODES else "REFUSED")
+        return ActionResult(f"slot {slot}", f"slot {slot}: {verdict} {code}: {message}")
 
     async def healthz(self, request: Request) -> Response:
         mqtt_ok = self.link.connected.is_set()
@@ -830,9 +842,9 @@ def report_body(row: MoBatch | MoHistory | None) -> dict[str, object] | None:
         return {"error": str(exc)}
 
 
-def _resolve(fut: asyncio.Future[dict[str, Any]], body: dict[str, Any]) -> None:
+def _resolve(fut: asyncio.Future[CommandReply], reply: CommandReply) -> None:
     if not fut.done():
-        fut.set_result(body)
+        fut.set_result(reply)
 
 
 def _sse(event: str, data: str) -> str:

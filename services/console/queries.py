@@ -18,8 +18,8 @@ from shared.db.models import AuditEvent, EquipmentFailure, ManualWeighing, MoBat
 from shared.db.session import make_engine
 
 
-def read_only_engine(url: str, *, connect_timeout_s: int = 5) -> Engine:
-    engine = make_engine(url, pool_size=3, connect_timeout_s=connect_timeout_s, application_name="console")
+def read_only_engine(url: str, *, pool_size: int = 3, connect_timeout_s: int = 5) -> Engine:
+    engine = make_engine(url, pool_size=pool_size, connect_timeout_s=connect_timeout_s, application_name="console")
     # Belt and braces with the read-only role: PostgreSQL refuses any write in these sessions.
 
     @event.listens_for(engine, "connect")

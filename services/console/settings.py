@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 
 from shared.db.session import DatabaseSettings, sqlalchemy_url
-from shared.service import ServiceSettings
+from shared.settings import ServiceSettings
 
 
 class ConsoleSettings(ServiceSettings, DatabaseSettings):

@@ -10,44 +10,37 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
-import threading
-import time
-import uuid
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import OperationalError
 
-from shared import __version__
 from shared.backoff import next_attempt_at
 from shared.db.claim import claim_failures
 from shared.db.models import EquipmentFailure
 from shared.db.repo import audit, now
-from shared.db.session import make_session_factory, transaction
-from shared.health import readiness, start_health_server
-from shared.mqtt.client import Message, MqttLink, json_object
+from shared.db.session import transaction
+from shared.mqtt.client import Message, Route
 from shared.mqtt.events import FailureEvent, WeighingEvent
-from shared.mqtt.payloads import answers, iso, utc_now
+from shared.mqtt.payloads import AckFailure, CommandReply, utc_now
 from shared.mqtt.snapshots import FailureSnapshot, WeighingSnapshot
 from shared.mqtt.wire import receive
 from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooBusinessError, OdooError, OdooTransportError
+from shared.service import MqttWorker, Reporter, seconds_until_due
 
 from .events import event_from_snapshot
 from .settings import FailureSettings
-from .weighing import REQUEST_PREFIX, WeighingFlow
+from .weighing import ACK_TTL_S, WeighingFlow
 
 log = logging.getLogger("failure_monitor")
 SERVICE = "failure_monitor"
+IDLE_S = 1.0  # the main loop's own work is resending overdue acks: messages are handled as they arrive
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+    def __init__(self, r: CollectorRegistry) -> None:
         self.stored = Counter("failures_stored", "New failure events stored", registry=r)
         self.acked = Counter("failures_acked", "ack_failure replies", ["code"], registry=r)
         self.reported = Counter("failures_reported", "Failures confirmed by Odoo", registry=r)
@@ -55,124 +48,61 @@ class Metrics:
         self.attention = Counter("failures_attention", "Failure events parked for a person", registry=r)
 
 
-class FailureMonitor:
-    def __init__(self, settings: FailureSettings, odoo: OdooClient) -> None:
-        self.s = settings
-        self.odoo = odoo
-        self.topics = settings.topics
-        self.metrics = Metrics()
-        self.engine = settings.make_engine(application_name=SERVICE)
-        self.db = make_session_factory(self.engine)
-        self.reply_topic = self.topics.reply_prefix(SERVICE)
-        self.report_wake = threading.Event()
-        self.pending: dict[str, tuple[str, float]] = {}  # request_id -> (event_id, sent_at)
-        self.link = MqttLink(
-            address=settings.broker(),
-            client_id=settings.client_id(SERVICE),
-            status_topic=self.topics.svc_status(SERVICE),
-            source=SERVICE,
-            subscriptions=[
-                (self.topics.plc_failure, 1),
-                (self.reply_topic, 1),
-                (self.topics.failure_events, 1),
-                (self.topics.plc_weighing, 1),
-                (self.topics.weighing_events, 1),
+class FailureMonitor(MqttWorker[FailureSettings]):
+    service = SERVICE
+    settings_class = FailureSettings
+
+    def __init__(self, settings: FailureSettings, odoo: OdooClient | None = None) -> None:
+        topics = settings.topics
+        super().__init__(
+            settings,
+            routes=[
+                Route(topics.plc_failure, self.on_failure_snapshot),
+                Route(topics.failure_events, self.on_failure_event),
+                Route(topics.plc_weighing, self._on_weighing_snapshot),
+                Route(topics.weighing_events, self._on_weighing_event),
             ],
-            birth={
-                "version": __version__,
-                "timezone": settings.plant_timezone,
-                "weighing_items": settings.weighing_items,
-            },
+            birth={"timezone": settings.plant_timezone, "weighing_items": settings.weighing_items},
+            command_ttl_s=ACK_TTL_S,
+            command_resend_s=settings.command_timeout_s,
         )
-        self.weighing = WeighingFlow(
-            settings, odoo, self.db, self.link, self.topics, self.reply_topic, self.metrics.registry
-        )
-        self.last_loop = time.monotonic()
-        self.db_ok = True
+        self.odoo = odoo or OdooClient(settings)
+        self.metrics = Metrics(self.registry)
+        self.reporter = self.add_loop(Reporter("reporter", self._report_one, self._next_report_in))
+        self.weighing = WeighingFlow(settings, self.odoo, self.db, self.link, self.commands, self.registry)
+        self.add_loop(self.weighing.reporter)
 
-    def health(self) -> dict[str, Any]:
-        mqtt_ok = self.link.connected.is_set()
-        stalled = time.monotonic() - self.last_loop > 60
-        return readiness(
-            {
-                "broker": None if mqtt_ok else "not connected",
-                "database": None if self.db_ok else "unavailable",
-                "odoo": self.odoo.login_error,
-                "loop": "stalled for more than 60 s" if stalled else None,
-            },
-            mqtt_connected=mqtt_ok,
-            database_ok=self.db_ok,
-        )
+    def health_checks(self) -> dict[str, str | None]:
+        return {"odoo": self.odoo.login_error}
 
-    def run(self, stop: threading.Event) -> None:
-        health = start_health_server(self.s.health_port, self.metrics.registry, self.health, self.s.health_host)
-        reporter = threading.Thread(target=self._report_loop, args=(stop,), name="reporter", daemon=True)
-        reporter.start()
-        weighing_reporter = threading.Thread(
-            target=self.weighing.report_loop, args=(stop,), name="weighing-reporter", daemon=True
-        )
-        weighing_reporter.start()
-        self.link.start()
-        log.info("failure_monitor started", extra={"timezone": self.s.plant_timezone})
-        try:
-            while not stop.is_set():
-                try:
-                    msg = self.link.inbox.get(timeout=0.2)
-                except queue.Empty:
-                    msg = None
-                try:
-                    if msg is not None:
-                        self.on_message(msg)
-                    self._resend_overdue()
-                    self.weighing.resend_overdue()
-                    self.db_ok = True
-                except OperationalError as exc:
-                    self.db_ok = False  # not stored = not acked; the PLC keeps the event and it comes again
-                    log.error("database unavailable", extra={"error": str(exc.orig)})
-                    time.sleep(1.0)
-                self.last_loop = time.monotonic()
-        finally:
-            self.report_wake.set()
-            self.weighing.report_wake.set()
-            reporter.join(5)
-            weighing_reporter.join(5)
-            self.link.stop()
-            if health:
-                health.stop()
-            self.engine.dispose()
-            log.info("failure_monitor stopped")
+    def started_details(self) -> dict[str, Any]:
+        return {"timezone": self.settings.plant_timezone}
+
+    def step(self) -> float:
+        return IDLE_S
 
     # ------------------------------------------------------------------ events and acks
 
-    def on_message(self, msg: Message) -> None:
-        body = json_object(msg.payload)
-        if body is None:
-            return
-        if msg.topic == self.reply_topic:
-            if str(body.get("request_id", "")).startswith(REQUEST_PREFIX):
-                self.weighing.on_reply(body)
-            else:
-                self.on_reply(body)
-            return
-        if msg.topic == self.topics.plc_weighing:
-            weighings = receive(WeighingSnapshot, msg.payload, msg.topic, log)
-            if weighings is not None:
-                self.weighing.on_snapshot(weighings)
-            return
-        if msg.topic == self.topics.weighing_events:
-            weighing_event = receive(WeighingEvent, msg.payload, msg.topic, log)
-            if weighing_event is not None:
-                self.weighing.on_event(weighing_event)
-            return
-        if msg.topic == self.topics.failure_events:
-            failure_event = receive(FailureEvent, msg.payload, msg.topic, log)
-            if failure_event is not None and failure_event.event == "retry":
-                self.report_wake.set()  # an operator handed a parked event back: report it now
-            return
+    def _on_weighing_snapshot(self, msg: Message) -> None:
+        weighings = receive(WeighingSnapshot, msg.payload, msg.topic, log)
+        if weighings is not None:
+            self.weighing.on_snapshot(weighings)
+
+    def _on_weighing_event(self, msg: Message) -> None:
+        event = receive(WeighingEvent, msg.payload, msg.topic, log)
+        if event is not None:
+            self.weighing.on_event(event)
+
+    def on_failure_event(self, msg: Message) -> None:
+        event = receive(FailureEvent, msg.payload, msg.topic, log)
+        if event is not None and event.event == "retry":  # an operator handed a parked event back
+            self.reporter.wake()
+
+    def on_failure_snapshot(self, msg: Message) -> None:
         snap = receive(FailureSnapshot, msg.payload, msg.topic, log)
         if snap is None:
             return
-        event = event_from_snapshot(snap, self.s.plant_timezone)
+        event = event_from_snapshot(snap, self.settings.plant_timezone)
         self._note_taken_on_plc(snap)
         if event is None:
             return
@@ -184,7 +114,7 @@ class FailureMonitor:
                     equipment_code=event.equipment_code,
                     description=event.description,
                     plc_time_local=event.local_time,
-                    plc_timezone=self.s.plant_timezone,
+                    plc_timezone=self.settings.plant_timezone,
                     plc_time_utc=event.utc_time,
                     attention_reason=event.unreportable,
                     attention_at=now() if event.unreportable else None,
@@ -206,10 +136,11 @@ class FailureMonitor:
             log.info("failure stored", extra={"event_id": event.event_id, "equipment": event.equipment_code})
             if event.unreportable:
                 self._announce_attention(event.event_id, event.unreportable)
-            self.report_wake.set()
+            self.reporter.wake()
         # Stored and committed (now or earlier): acknowledge to the PLC.
-        if event.event_id not in {e for e, _ in self.pending.values()}:
-            self._send_ack(event.event_id, f"af-{uuid.uuid4().hex}")
+        if event.event_id not in {cmd.event_id for cmd in self.commands.in_flight(AckFailure)}:
+            ack = AckFailure(request_id=self.commands.new_request_id(), event_id=event.event_id)
+            self.commands.send(ack, self._on_ack_reply)
 
     def _note_taken_on_plc(self, snap: FailureSnapshot) -> None:
         """Record acknowledgements the PLC's memory proves but whose reply never reached us (we restarted after
@@ -232,47 +163,21 @@ class FailureMonitor:
                 audit(session, actor=SERVICE, action="failure_acked", event_id=row.event_id, code=code)
                 log.info("failure ack confirmed by PLC memory", extra={"event_id": row.event_id, "code": code})
 
-    def _send_ack(self, event_id: str, request_id: str) -> None:
-        self.pending[request_id] = (event_id, time.monotonic())
-        expires = utc_now() + dt.timedelta(seconds=30)
-        self.link.publish_json(
-            self.topics.cmd("ack_failure"),
-            {
-                "request_id": request_id,
-                "reply_to": self.reply_topic,
-                "event_id": event_id,
-                "expires_at": iso(expires),
-            },
-        )
-
-    def _resend_overdue(self) -> None:
-        for request_id, (event_id, sent_at) in list(self.pending.items()):
-            if time.monotonic() - sent_at > self.s.command_timeout_s:
-                self._send_ack(event_id, request_id)
-
-    def on_reply(self, body: dict[str, Any]) -> None:
-        request_id = str(body.get("request_id"))
-        entry = self.pending.get(request_id)
-        if entry is None:
-            return
-        if not answers(body, request_id, "ack_failure", {"event_id": entry[0]}):
-            log.warning("reply ignored: it does not answer our ack_failure", extra={"request_id": request_id})
-            return
-        del self.pending[request_id]
-        code = str(body.get("code"))
-        self.metrics.acked.labels(code).inc()
-        if body.get("ok"):
-            with transaction(self.db) as session:
-                row = session.scalars(
-                    select(EquipmentFailure).where(EquipmentFailure.event_id == entry[0]).with_for_update()
-                ).first()
-                if row is not None and row.acked_at is None:
-                    row.acked_at = now()
-                    audit(session, actor=SERVICE, action="failure_acked", event_id=entry[0], code=code)
-        else:
+    def _on_ack_reply(self, ack: AckFailure, reply: CommandReply) -> None:
+        self.metrics.acked.labels(reply.code).inc()
+        if not reply.ok:
             log.warning(
-                "ack_failure refused", extra={"event_id": entry[0], "code": code, "detail": body.get("message")}
+                "ack_failure refused",
+                extra={"event_id": ack.event_id, "code": reply.code, "detail": reply.message},
             )
+            return
+        with transaction(self.db) as session:
+            row = session.scalars(
+                select(EquipmentFailure).where(EquipmentFailure.event_id == ack.event_id).with_for_update()
+            ).first()
+            if row is not None and row.acked_at is None:
+                row.acked_at = now()
+                audit(session, actor=SERVICE, action="failure_acked", event_id=ack.event_id, code=reply.code)
 
     def _announce_attention(self, event_id: str, reason: str) -> None:
         self.metrics.attention.inc()
@@ -282,30 +187,13 @@ class FailureMonitor:
 
     # ------------------------------------------------------------------ reporting to Odoo
 
-    def _report_loop(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                while self._report_one():
-                    pass
-            except OperationalError as exc:
-                log.error("database unavailable (reporter)", extra={"error": str(exc.orig)})
-            except Exception:
-                log.exception("reporter crashed; continuing")
-            self.report_wake.wait(timeout=min(self.s.report_sweep_s, self._next_due()))
-            self.report_wake.clear()
-
-    def _next_due(self) -> float:
-        try:
-            with self.db() as session:
-                nxt = session.scalar(
-                    select(EquipmentFailure.next_attempt_at)
-                    .where(EquipmentFailure.reported_at.is_(None), EquipmentFailure.next_attempt_at.is_not(None))
-                    .order_by(EquipmentFailure.next_attempt_at)
-                    .limit(1)
-                )
-        except OperationalError:
-            return 2.0
-        return self.s.report_sweep_s if nxt is None else max(0.05, (nxt - now()).total_seconds())
+    def _next_report_in(self) -> float:
+        return seconds_until_due(
+            self.db,
+            EquipmentFailure.next_attempt_at,
+            EquipmentFailure.reported_at.is_(None),
+            cap=self.settings.report_sweep_s,
+        )
 
     def _report_one(self) -> bool:
         """Report one due failure; True when one was handled (more may be due).
@@ -358,7 +246,7 @@ class FailureMonitor:
                 row.outcome_unknown = unknown
                 row.last_error = f"{type(exc).__name__}: {exc}"
                 row.next_attempt_at = next_attempt_at(
-                    now(), attempts, self.s.report_retry_s, self.s.report_retry_max_s, key=event_id
+                    now(), attempts, self.settings.report_retry_s, self.settings.report_retry_max_s, key=event_id
                 )
                 if isinstance(exc, OdooTransportError) and exc.may_still_run:
                     # Odoo keeps working on a request whose client gave up: a look-up before it lands finds
@@ -382,4 +270,4 @@ class FailureMonitor:
 
     def _lease_s(self) -> float:
         """Longer than one report can take (a session renewal may add a login and a lookup)."""
-        return 3 * (self.s.odoo_connect_timeout + self.s.odoo_read_timeout) + 5.0
+        return 3 * (self.settings.odoo_connect_timeout + self.settings.odoo_read_timeout) + 5.0

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from shared.db.session import DatabaseSettings
 from shared.odoo.settings import OdooSettings
 from shared.plant_clock import PlantClockSettings
-from shared.service import ServiceSettings
+from shared.service import WorkerSettings
 
 from .weighing_rules import parse_item_selection
 
 
-class FailureSettings(ServiceSettings, DatabaseSettings, OdooSettings, PlantClockSettings):
+class FailureSettings(WorkerSettings, OdooSettings, PlantClockSettings):
     report_retry_s: float = Field(default=2.0, gt=0, description="first retry delay; doubles up to the cap")
     report_retry_max_s: float = Field(default=300.0, gt=0)
     report_sweep_s: float = Field(default=30.0, gt=0)

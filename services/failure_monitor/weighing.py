@@ -20,16 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-import time
-import uuid
 from decimal import Decimal
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.backoff import next_attempt_at
@@ -38,12 +34,13 @@ from shared.db.models import ManualWeighing
 from shared.db.repo import audit, now
 from shared.db.session import transaction
 from shared.mqtt.client import MqttLink
+from shared.mqtt.commands import CommandClient
 from shared.mqtt.events import WeighingEvent, WeighingEventKind
-from shared.mqtt.payloads import answers, iso, utc_now
+from shared.mqtt.payloads import AckWeighing, CommandReply, utc_now
 from shared.mqtt.snapshots import WeighingSnapshot
-from shared.mqtt.topics import Topics
 from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooBusinessError, OdooError, OdooTransportError
+from shared.service import Reporter, seconds_until_due
 
 from .settings import FailureSettings
 from .weighing_rules import (
@@ -59,7 +56,7 @@ from .weighing_rules import (
 
 log = logging.getLogger("failure_monitor.weighing")
 ACTOR = "failure_monitor"
-REQUEST_PREFIX = "aw-"
+ACK_TTL_S = 30.0  # expires_at of an ack (ack_failure and ack_weighing): a late gateway must not act on it
 
 
 class WeighingMetrics:
@@ -79,20 +76,18 @@ class WeighingFlow:
         odoo: OdooClient,
         db: sessionmaker[Session],
         link: MqttLink,
-        topics: Topics,
-        reply_topic: str,
+        commands: CommandClient,
         registry: CollectorRegistry,
     ) -> None:
-        self.s = settings
+        self.settings = settings
         self.odoo = odoo
         self.db = db
         self.link = link
-        self.topics = topics
-        self.reply_topic = reply_topic
+        self.topics = settings.topics
+        self.commands = commands
         self.items = settings.weighing_item_set
         self.metrics = WeighingMetrics(registry)
-        self.report_wake = threading.Event()
-        self.pending: dict[str, tuple[str, int, float]] = {}  # request_id -> (event_id, item, sent_at)
+        self.reporter = Reporter("weighing-reporter", self._report_one, self._next_report_in)
 
     # ------------------------------------------------------------------ snapshots and acks (main thread)
 
@@ -101,8 +96,9 @@ class WeighingFlow:
         self._note_taken_on_plc(shown)
         for w in weighings:
             self._store(w)
-            if w.event_id not in {e for e, _, _ in self.pending.values()}:
-                self._send_ack(w.event_id, w.item, f"{REQUEST_PREFIX}{uuid.uuid4().hex}")
+            if w.event_id not in {ack.event_id for ack in self.commands.in_flight(AckWeighing)}:
+                ack = AckWeighing(request_id=self.commands.new_request_id(), item=w.item, event_id=w.event_id)
+                self.commands.send(ack, self._on_ack_reply)
 
     def _store(self, w: PendingWeighing) -> None:
         """Insert unless an unacknowledged row with this content id exists (then it is the same weighing)."""
@@ -178,65 +174,41 @@ class WeighingFlow:
             log.info("weighing ack confirmed by PLC memory", extra={"weighing_id": row_id, "code": code})
             self._announce("acked", row_id, event_id, item=item, code=code)
         if noted:
-            self.report_wake.set()
+            self.reporter.wake()
 
-    def _send_ack(self, event_id: str, item: int, request_id: str) -> None:
-        self.pending[request_id] = (event_id, item, time.monotonic())
-        self.link.publish_json(
-            self.topics.cmd("ack_weighing"),
-            {
-                "request_id": request_id,
-                "reply_to": self.reply_topic,
-                "item": item,
-                "event_id": event_id,
-                "expires_at": iso(utc_now() + dt.timedelta(seconds=30)),
-            },
-        )
-
-    def resend_overdue(self) -> None:
-        for request_id, (event_id, item, sent_at) in list(self.pending.items()):
-            if time.monotonic() - sent_at > self.s.command_timeout_s:
-                self._send_ack(event_id, item, request_id)
-
-    def on_reply(self, body: dict[str, Any]) -> bool:
-        """Handle an ack_weighing reply; False when it is not one of ours."""
-        request_id = str(body.get("request_id"))
-        entry = self.pending.get(request_id)
-        if entry is None:
-            return False
-        event_id, item, _ = entry
-        if not answers(body, request_id, "ack_weighing", {"event_id": event_id, "item": item}):
-            log.warning("reply ignored: it does not answer our ack_weighing", extra={"request_id": request_id})
-            return True
-        del self.pending[request_id]
-        code = str(body.get("code"))
-        self.metrics.acked.labels(code).inc()
-        if not body.get("ok"):
+    def _on_ack_reply(self, ack: AckWeighing, reply: CommandReply) -> None:
+        self.metrics.acked.labels(reply.code).inc()
+        if not reply.ok:
             # The next snapshot decides: the same weighing pending again -> ack again; taken -> noted.
             log.warning(
-                "ack_weighing refused", extra={"event_id": event_id, "code": code, "detail": body.get("message")}
+                "ack_weighing refused",
+                extra={"event_id": ack.event_id, "code": reply.code, "detail": reply.message},
             )
-            return True
+            return
         acked: int | None = None
         with transaction(self.db) as session:
             row = session.scalars(
                 select(ManualWeighing)
-                .where(ManualWeighing.event_id == event_id, ManualWeighing.acked_at.is_(None))
+                .where(ManualWeighing.event_id == ack.event_id, ManualWeighing.acked_at.is_(None))
                 .with_for_update()
             ).first()
             if row is not None:
-                row.acked_at, row.ack_code, acked = now(), code, row.id
+                row.acked_at, row.ack_code, acked = now(), reply.code, row.id
                 audit(
-                    session, actor=ACTOR, action="weighing_acked", event_id=event_id, weighing_id=row.id, code=code
+                    session,
+                    actor=ACTOR,
+                    action="weighing_acked",
+                    event_id=ack.event_id,
+                    weighing_id=row.id,
+                    code=reply.code,
                 )
         if acked is not None:
-            self._announce("acked", acked, event_id, item=item, code=code)
-            self.report_wake.set()
-        return True
+            self._announce("acked", acked, ack.event_id, item=ack.item, code=reply.code)
+            self.reporter.wake()
 
     def on_event(self, event: WeighingEvent) -> None:
         if event.event == "retry":  # an operator handed a parked weighing back
-            self.report_wake.set()
+            self.reporter.wake()
 
     def _announce(self, event: WeighingEventKind, weighing_id: int, event_id: str, **details: Any) -> None:
         message = WeighingEvent(
@@ -246,40 +218,20 @@ class WeighingFlow:
 
     # ------------------------------------------------------------------ reporting to Odoo (reporter thread)
 
-    def report_loop(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                while not stop.is_set() and self.report_one():
-                    pass
-            except OperationalError as exc:
-                log.error("database unavailable (weighing reporter)", extra={"error": str(exc.orig)})
-            except Exception:
-                log.exception("weighing reporter crashed; continuing")
-            self.report_wake.wait(timeout=min(self.s.report_sweep_s, self._next_due()))
-            self.report_wake.clear()
-
-    def _next_due(self) -> float:
-        try:
-            with self.db() as session:
-                nxt = session.scalar(
-                    select(ManualWeighing.next_attempt_at)
-                    .where(
-                        ManualWeighing.reported_at.is_(None),
-                        ManualWeighing.attention_reason.is_(None),
-                        ManualWeighing.next_attempt_at.is_not(None),
-                    )
-                    .order_by(ManualWeighing.next_attempt_at)
-                    .limit(1)
-                )
-        except OperationalError:
-            return 2.0
-        return self.s.report_sweep_s if nxt is None else max(0.05, (nxt - now()).total_seconds())
+    def _next_report_in(self) -> float:
+        return seconds_until_due(
+            self.db,
+            ManualWeighing.next_attempt_at,
+            ManualWeighing.reported_at.is_(None),
+            ManualWeighing.attention_reason.is_(None),
+            cap=self.settings.report_sweep_s,
+        )
 
     def _lease_s(self) -> float:
         """Longer than one report can take: mo-detail, the post, and a session renewal with each."""
-        return 4 * (self.s.odoo_connect_timeout + self.s.odoo_read_timeout) + 5.0
+        return 4 * (self.settings.odoo_connect_timeout + self.settings.odoo_read_timeout) + 5.0
 
-    def report_one(self) -> bool:
+    def _report_one(self) -> bool:
         """Report one due weighing; True when one was handled (more may be due)."""
         with transaction(self.db) as session:
             claimed = claim_weighings(session)
@@ -324,7 +276,7 @@ class WeighingFlow:
             held.odoo_before_kg, held.outcome_unknown = current, True
         try:
             reply = self.odoo.add_material_consumption(
-                equipment_code=self.s.weighing_equipment_code,
+                equipment_code=self.settings.weighing_equipment_code,
                 product_id=product_id,
                 quantity=float(kg),
                 mo_id=mo_id,
@@ -409,7 +361,7 @@ class WeighingFlow:
                 row.outcome_unknown = unknown
             row.last_error = f"{type(exc).__name__}: {exc}"
             row.next_attempt_at = next_attempt_at(
-                now(), attempts, self.s.report_retry_s, self.s.report_retry_max_s, key=event_id
+                now(), attempts, self.settings.report_retry_s, self.settings.report_retry_max_s, key=event_id
             )
             if unknown:
                 # Odoo keeps working on a request whose client gave up (a timeout): a read made before that

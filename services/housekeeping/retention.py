@@ -15,6 +15,7 @@ What goes, by age (0 days = keep forever):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -34,7 +35,12 @@ class RetentionPolicy:
     history_days: int = 0
 
 
-def _purge(engine: Engine, table: type[AuditEvent | EquipmentFailure | MoHistory], where: list[object]) -> int:
+def _purge(
+    engine: Engine,
+    table: type[AuditEvent | EquipmentFailure | MoHistory],
+    where: list[object],
+    progress: Callable[[], None],
+) -> int:
     total = 0
     while True:
         with Session(engine) as session, session.begin():
@@ -42,16 +48,20 @@ def _purge(engine: Engine, table: type[AuditEvent | EquipmentFailure | MoHistory
             result = session.execute(delete(table).where(table.id.in_(ids.scalar_subquery())))
             deleted = int(cast("CursorResult[Any]", result).rowcount)
         total += deleted
+        progress()
         if deleted < CHUNK:
             return total
 
 
-def purge(engine: Engine, policy: RetentionPolicy, now: dt.datetime) -> dict[str, int]:
-    """Delete what the policy lets go; returns rows deleted per table."""
+def purge(
+    engine: Engine, policy: RetentionPolicy, now: dt.datetime, progress: Callable[[], None] = lambda: None
+) -> dict[str, int]:
+    """Delete what the policy lets go; returns rows deleted per table. `progress()` after every chunk (a year's
+    backlog is many chunks: the worker's stall rule must not take it for a hang)."""
     done = {"audit_event": 0, "equipment_failure": 0, "mo_histories": 0}
     if policy.audit_days > 0:
         cutoff = now - dt.timedelta(days=policy.audit_days)
-        done["audit_event"] = _purge(engine, AuditEvent, [AuditEvent.at < cutoff])
+        done["audit_event"] = _purge(engine, AuditEvent, [AuditEvent.at < cutoff], progress)
     if policy.failure_days > 0:
         cutoff = now - dt.timedelta(days=policy.failure_days)
         done["equipment_failure"] = _purge(
@@ -63,8 +73,9 @@ def purge(engine: Engine, policy: RetentionPolicy, now: dt.datetime) -> dict[str
                 EquipmentFailure.acked_at.is_not(None),
                 EquipmentFailure.attention_at.is_(None),
             ],
+            progress,
         )
     if policy.history_days > 0:
         cutoff = now - dt.timedelta(days=policy.history_days)
-        done["mo_histories"] = _purge(engine, MoHistory, [MoHistory.archived_at < cutoff])
+        done["mo_histories"] = _purge(engine, MoHistory, [MoHistory.archived_at < cutoff], progress)
     return done

@@ -1,7 +1,8 @@
 """mo_planner (seed Tasks 1 and 2): Odoo MOs -> mo_batch -> write_batch; PLC feedback -> mo_batch -> ack_slot.
 
-One thread owns the database work and the decisions (rules.py); paho's thread only queues messages and the
-Odoo feed runs on its own thread. Every acknowledgement is sent after the commit that stored what it acks.
+One thread owns the database work and the decisions (rules.py): the worker base (shared/service.py) runs the
+message handlers and the periodic step on it; paho's thread only queues messages and the Odoo feed runs on its
+own thread. Every acknowledgement is sent after the commit that stored what it acks.
 """
 
 from __future__ import annotations
@@ -10,20 +11,18 @@ import datetime as dt
 import logging
 import math
 import queue
-import threading
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import __version__
+from shared.config import ConfigError
 from shared.db.batch_state import ON_PLC, BatchState
 from shared.db.columns import target_column
 from shared.db.models import MoBatch
@@ -38,17 +37,17 @@ from shared.db.repo import (
     now,
     set_actuals,
 )
-from shared.db.session import make_session_factory, transaction
-from shared.health import readiness, start_health_server
-from shared.mqtt.client import Message, MqttLink, json_object
+from shared.db.session import transaction
+from shared.mqtt.client import Message, Route, json_object
 from shared.mqtt.events import BatchEvent, BatchEventKind
-from shared.mqtt.payloads import iso, utc_now
+from shared.mqtt.payloads import AckSlot, BatchPayload, CommandReply, WriteBatch, utc_now
 from shared.mqtt.snapshots import ReadSlotSnapshot, WriteSlotSnapshot
 from shared.odoo.client import OdooClient
 from shared.odoo.mapping import Batch, mo_to_batch
 from shared.odoo.models import Mo
 from shared.plc.fingerprint import result_fingerprint
-from shared.plc.memory_map import MemoryMap
+from shared.plc.memory_map import MemoryMap, MemoryMapError, load_memory_map, with_active_slots
+from shared.service import MqttWorker
 
 from .odoo_feed import DetailResult, OdooFeed
 from .rules import (
@@ -82,20 +81,8 @@ IDLE_REPOLL_S = 5.0  # Odoo had nothing new (or failed): ask again at most this 
 NOT_WRITTEN_CODES = frozenset({"slot_busy", "expired"})
 
 
-@dataclass
-class Pending:
-    command: str
-    request_id: str
-    mo_id: str
-    slot: int
-    body: dict[str, Any]
-    sent_at: float = field(default_factory=time.monotonic)
-
-
 class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+    def __init__(self, r: CollectorRegistry) -> None:
         self.queued = Counter("planner_batches_queued", "MOs taken from Odoo into mo_batch", registry=r)
         self.written = Counter("planner_batches_written", "write_batch confirmed by the gateway", registry=r)
         self.finished = Counter("planner_batches_finished", "Final results stored", ["outcome"], registry=r)
@@ -105,32 +92,32 @@ class Metrics:
         self.queue_depth = Gauge("planner_queue_depth", "Rows in mo_batch by state", ["state"], registry=r)
 
 
-class Planner:
-    def __init__(self, settings: PlannerSettings, memory_map: MemoryMap, odoo: OdooClient) -> None:
-        self.s = settings
-        self.map = memory_map
-        self.topics = settings.topics
-        self.metrics = Metrics()
-        self.engine = settings.make_engine(application_name=SERVICE)
-        self.db = make_session_factory(self.engine)
-        self.feed = OdooFeed(odoo, settings.odoo_states)
-        self.reply_topic = f"{self.topics.root}/reply/{SERVICE}"
-        self.link = MqttLink(
-            address=settings.broker(),
-            client_id=settings.client_id(SERVICE),
-            status_topic=self.topics.svc_status(SERVICE),
-            source=SERVICE,
-            subscriptions=[
-                (self.topics.plc_read("+"), 1),
-                (self.topics.plc_write("+"), 1),
-                (f"{self.reply_topic}/#", 1),
-                (self.reply_topic, 1),
-            ],
-            birth={"version": __version__, "slots": memory_map.active_slots},
+class Planner(MqttWorker[PlannerSettings]):
+    service = SERVICE
+    settings_class = PlannerSettings
+
+    def __init__(
+        self, settings: PlannerSettings, memory_map: MemoryMap | None = None, odoo: OdooClient | None = None
+    ) -> None:
+        if memory_map is None:
+            try:
+                memory_map = with_active_slots(load_memory_map(settings.plc_map), settings.plc_slots)
+            except MemoryMapError as exc:
+                raise ConfigError(str(exc)) from None
+        topics = settings.topics
+        super().__init__(
+            settings,
+            routes=[Route(topics.plc_read("+"), self.on_snapshot), Route(topics.plc_write("+"), self.on_snapshot)],
+            birth={"slots": memory_map.active_slots},
+            command_ttl_s=settings.command_ttl_s,
+            command_resend_s=settings.command_timeout_s,
         )
+        self.map = memory_map
+        self.metrics = Metrics(self.registry)
+        # The Odoo thread wakes this loop with each answer: a slot may be waiting for exactly that mo-detail.
+        self.feed = OdooFeed(odoo or OdooClient(settings), settings.odoo_states, on_result=self.wake)
         self.read_snaps: dict[int, ReadSlotSnapshot] = {}
         self.write_snaps: dict[int, WriteSlotSnapshot] = {}
-        self.pending: dict[str, Pending] = {}
         self.acked_mo: dict[int, str] = {}
         self.alarmed: set[tuple[int, str, str]] = set()
         # MOs with nothing the PLC can dose, by the content Odoo showed: looked at again once that changes.
@@ -144,69 +131,42 @@ class Planner:
         self.last_poll_request = 0.0
         self.last_gauge = 0.0
         self.refill_gap = REFILL_GAP_S
-        self.last_tick = time.monotonic()
-        self.db_ok = True
+        self.last_tick = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
-    def run(self, stop: threading.Event) -> None:
-        health = start_health_server(self.s.health_port, self.metrics.registry, self.health, self.s.health_host)
+    def on_start(self) -> None:
         self.feed.start()
-        self.link.start()
-        log.info("mo_planner started", extra={"slots": self.map.active_slots, "lookahead": self.s.lookahead})
-        try:
-            while not stop.is_set():
-                try:
-                    msg = self.link.inbox.get(timeout=0.1)
-                except queue.Empty:
-                    msg = None
-                try:
-                    if msg is not None:
-                        self.on_message(msg)
-                    self._drain_feed()
-                    if time.monotonic() - self.last_tick >= TICK_S:
-                        self.tick()
-                        self.last_tick = time.monotonic()
-                    self.db_ok = True
-                except OperationalError as exc:
-                    # PostgreSQL is away: nothing was acked or sent for uncommitted work; snapshots repeat.
-                    self.db_ok = False
-                    log.error("database unavailable", extra={"error": str(exc.orig)})
-                    time.sleep(1.0)
-        finally:
-            self.feed.stop()
-            self.link.stop()
-            if health:
-                health.stop()
-            self.engine.dispose()
-            log.info("mo_planner stopped")
 
-    def health(self) -> dict[str, Any]:
-        stalled = time.monotonic() - self.last_tick > 30
-        mqtt_ok = self.link.connected.is_set()
-        return readiness(
-            {
-                "broker": None if mqtt_ok else "not connected",
-                "database": None if self.db_ok else "unavailable",
-                "odoo": self.feed.client.login_error,
-                "loop": "stalled for more than 30 s" if stalled else None,
-            },
-            mqtt_connected=mqtt_ok,
-            database_ok=self.db_ok,
-            pending_commands=len(self.pending),
-        )
+    def on_stop(self) -> None:
+        self.feed.stop()
+
+    def started_details(self) -> dict[str, Any]:
+        return {"slots": self.map.active_slots, "lookahead": self.settings.lookahead}
+
+    def health_checks(self) -> dict[str, str | None]:
+        return {"odoo": self.feed.client.login_error}
+
+    def health_details(self) -> dict[str, Any]:
+        return {"pending_commands": len(self.commands)}
+
+    def step(self) -> float:
+        """Apply what the Odoo thread brought; every TICK_S the periodic work (tick)."""
+        self._drain_feed()
+        if time.monotonic() - self.last_tick >= TICK_S:
+            self.tick()
+            self.last_tick = time.monotonic()
+        return max(0.0, self.last_tick + TICK_S - time.monotonic())
 
     # ------------------------------------------------------------------ messages
 
-    def on_message(self, msg: Message) -> None:
+    def on_snapshot(self, msg: Message) -> None:
         body = json_object(msg.payload)
         if body is None:
             log.warning("ignored non-JSON message", extra={"topic": msg.topic})
             return
         slot = self.topics.slot_of(msg.topic)
-        if msg.topic.startswith(self.reply_topic):
-            self.on_reply(body)
-        elif slot is not None and slot in self.map.slots() and msg.topic == self.topics.plc_read(slot):
+        if slot is not None and slot in self.map.slots() and msg.topic == self.topics.plc_read(slot):
             # A message that is not a READ snapshot of this slot is held as an invalid one (alarm, nothing applied).
             read = ReadSlotSnapshot.received(msg.payload, slot, SERVICE, log)
             self.read_snaps[slot] = read
@@ -334,101 +294,71 @@ class Planner:
             slot=slot,
             request_id=row.write_request_id,
         )
-        self.pending.pop(row.write_request_id or "", None)
+        self.commands.forget(row.write_request_id)
         log.info("write confirmed by the PLC before its reply", extra={"mo_id": row.mo_id, "slot": slot})
 
-    def on_reply(self, body: dict[str, Any]) -> None:
-        pending = self.pending.get(str(body.get("request_id")))
-        if pending is None:
-            return  # a reply to a resend we already handled, or to another planner instance
-        if not _answers(pending, body):
-            # Same request id, another command or other arguments: a forged or misrouted reply, never applied.
-            log.error(
-                "reply does not answer the command it names: ignored",
-                extra={
-                    "request_id": pending.request_id,
-                    "command": body.get("command"),
-                    "echoed": body.get("args"),
-                },
+    def _on_ack_reply(self, ack: AckSlot, reply: CommandReply) -> None:
+        self.metrics.acks.labels(reply.code).inc()
+        if not reply.ok:
+            log.warning(
+                "ack_slot refused", extra={"mo_id": ack.mo_id, "code": reply.code, "detail": reply.message}
             )
             return
-        del self.pending[pending.request_id]
-        code = str(body.get("code"))
-        if pending.command == "ack_slot":
-            self.metrics.acks.labels(code).inc()
-            if body.get("ok"):
-                self.acked_mo[pending.slot] = pending.mo_id
-                with transaction(self.db) as session:
-                    row = batch_by_mo(session, pending.mo_id, lock=True)
-                    if row is not None and row.acked_at is None:
-                        row.acked_at = now()
-                    audit(
-                        session,
-                        actor=SERVICE,
-                        action="ack_slot",
-                        mo_id=pending.mo_id,
-                        slot=pending.slot,
-                        code=code,
-                    )
-                self.dispatch()
-            else:
-                log.warning(
-                    "ack_slot refused", extra={"mo_id": pending.mo_id, "code": code, "detail": body.get("message")}
-                )
-            return
-        # write_batch
+        self.acked_mo[ack.slot] = ack.mo_id
         with transaction(self.db) as session:
-            row = batch_by_mo(session, pending.mo_id, lock=True)
+            row = batch_by_mo(session, ack.mo_id, lock=True)
+            if row is not None and row.acked_at is None:
+                row.acked_at = now()
+            audit(session, actor=SERVICE, action="ack_slot", mo_id=ack.mo_id, slot=ack.slot, code=reply.code)
+        self.dispatch()
+
+    def _on_write_reply(self, write: WriteBatch, reply: CommandReply) -> None:
+        mo_id, code = write.batch.mo_id, reply.code
+        with transaction(self.db) as session:
+            row = batch_by_mo(session, mo_id, lock=True)
             if row is None or row.state != BatchState.QUEUED:
                 return
-            if body.get("ok"):
+            if reply.ok:
                 move(
                     session,
                     row,
                     "written",
                     actor=SERVICE,
                     reason=code,
-                    slot=pending.slot,
-                    request_id=pending.request_id,
+                    slot=write.slot,
+                    request_id=write.request_id,
                 )
                 self.metrics.written.inc()
             elif code in ("invalid_payload", "conflict", "mismatch"):
                 # Refused as it is, the slot holds this MO with other values, or the read-back differs from
                 # the block: a person decides (the request id stays: a write may have landed).
-                move(session, row, "attention", actor=SERVICE, reason=str(body.get("message")))
-                row.last_error = f"gateway refused the batch ({code}): {body.get('message')}"
+                move(session, row, "attention", actor=SERVICE, reason=reply.message)
+                row.last_error = f"gateway refused the batch ({code}): {reply.message}"
             elif code in NOT_WRITTEN_CODES:
                 # Proven not written: stays queued, sticky to its slot, retried with a new request.
                 row.write_request_id = None
-                row.last_error = f"{code}: {body.get('message')}"
+                row.last_error = f"{code}: {reply.message}"
             else:
                 # Ambiguous (the PLC did not answer, refused mid-way, read back something else): the write may
                 # have landed. The request id stays as that proof; the same request is sent again and the PLC's
                 # snapshot or the gateway's idempotent write settles it.
-                row.last_error = f"{code}: {body.get('message')}"
-        if body.get("ok"):
-            self._event("written", pending.mo_id, pending.slot, code=code)
+                row.last_error = f"{code}: {reply.message}"
+        if reply.ok:
+            self._event("written", mo_id, write.slot, code=code)
         else:
-            log.warning(
-                "write_batch not done", extra={"mo_id": pending.mo_id, "code": code, "detail": body.get("message")}
-            )
+            log.warning("write_batch not done", extra={"mo_id": mo_id, "code": code, "detail": reply.message})
 
     # ------------------------------------------------------------------ periodic work
 
     def tick(self) -> None:
         mono = time.monotonic()
         self._detect_lost_batches()
-        for p in list(self.pending.values()):
-            if mono - p.sent_at > self.s.command_timeout_s:
-                # Same request_id: the gateway answers a duplicate from its cache, never executes it twice.
-                p.sent_at = mono
-                self._publish_command(p)
         self._drain_feed()
         if not self.feed.busy:
             short = self._queued_count() < self._wanted_queue()
             # Refill as soon as the queue runs short (event-driven); the long period is only a safety net.
             if mono >= self.next_poll or (short and mono - self.last_poll_request >= self.refill_gap):
-                self.next_poll = mono + self.s.odoo_poll_s
+                self.next_poll = mono + self.settings.odoo_poll_s
                 if short:
                     self.last_poll_request = mono
                     self.feed.request()
@@ -501,7 +431,7 @@ class Planner:
             )
 
     def _wanted_queue(self) -> int:
-        return self.s.lookahead + self.map.active_slots
+        return self.settings.lookahead + self.map.active_slots
 
     def enqueue(self, mos: list[Mo]) -> int:
         """Queue MOs up to the look-ahead; returns how many were added. An MO Odoo shows that is already queued
@@ -618,7 +548,7 @@ class Planner:
         failed that recently: an Odoo outage never stops dosing (the look-ahead is there to ride it out), the
         batch is then written as it was queued."""
         mono = time.monotonic()
-        recent = self.s.recheck_s
+        recent = self.settings.recheck_s
         return mono - self.cleared.get(mo_id, -math.inf) <= recent or (
             mono - self.check_failed.get(mo_id, -math.inf) <= recent
         )
@@ -629,7 +559,7 @@ class Planner:
     def dispatch(self) -> None:
         """Write the next queued batch into every free slot."""
         for slot in self.map.slots():
-            if any(p.slot == slot and p.command == "write_batch" for p in self.pending.values()):
+            if any(write.slot == slot for write in self.commands.in_flight(WriteBatch)):
                 continue
             with transaction(self.db) as session:
                 occupied = (
@@ -660,47 +590,43 @@ class Planner:
                 if row.write_request_id is None and not self._confirmed(row.mo_id):
                     self.feed.check(row.mo_id)  # written once Odoo answered (or could not: see _confirmed)
                     continue
-                row.slot = slot
-                row.write_request_id = row.write_request_id or f"wb-{uuid.uuid4().hex}"
+                try:
+                    write = self._write_command(row, slot)
+                except ValidationError as exc:  # never sent: a person looks at the MO (nothing reached the PLC)
+                    reason = f"the batch cannot be sent to the gateway: {exc.errors()[0]['msg']}"
+                    move(session, row, "attention", actor=SERVICE, reason=reason)
+                    row.last_error = reason
+                    continue
+                row.slot, row.write_request_id = slot, write.request_id
                 self.cleared.pop(row.mo_id, None)  # used: a later write of this MO asks Odoo again
-                pending = Pending(
-                    "write_batch",
-                    row.write_request_id,
-                    row.mo_id,
-                    slot,
-                    {
-                        "slot": slot,
-                        "batch": {
-                            "mo_id": row.mo_id,
-                            "bom_name": row.bom_name,
-                            "finished_goods": row.finished_goods,
-                            "quantity": float(row.consumption),
-                            "targets": {
-                                c: float(getattr(row, target_column(c)))
-                                for c in self.map.equipment_codes
-                                if getattr(row, target_column(c))
-                            },
-                        },
-                    },
-                )
             # Committed (slot + request id stored) before sending: a crash here resends the same request.
-            self.pending[pending.request_id] = pending
-            self._publish_command(pending)
+            self.commands.send(write, self._on_write_reply)
+
+    def _write_command(self, row: MoBatch, slot: int) -> WriteBatch:
+        """The write_batch of a queued row; a resend keeps the row's request id (the gateway's proof)."""
+        return WriteBatch(
+            request_id=row.write_request_id or self.commands.new_request_id(),
+            slot=slot,
+            batch=BatchPayload(
+                mo_id=row.mo_id,
+                bom_name=row.bom_name,
+                finished_goods=row.finished_goods,
+                quantity=float(row.consumption),
+                targets={
+                    c: float(getattr(row, target_column(c)))
+                    for c in self.map.equipment_codes
+                    if getattr(row, target_column(c))
+                },
+            ),
+        )
 
     # ------------------------------------------------------------------ outputs
 
     def _send_ack(self, slot: int, mo_id: str, fingerprint: str) -> None:
-        if any(p.command == "ack_slot" and p.mo_id == mo_id for p in self.pending.values()):
+        if any(ack.mo_id == mo_id for ack in self.commands.in_flight(AckSlot)):
             return
-        body = {"slot": slot, "mo_id": mo_id, "fingerprint": fingerprint}
-        p = Pending("ack_slot", f"ack-{uuid.uuid4().hex}", mo_id, slot, body)
-        self.pending[p.request_id] = p
-        self._publish_command(p)
-
-    def _publish_command(self, p: Pending) -> None:
-        expires = utc_now() + dt.timedelta(seconds=self.s.command_ttl_s)
-        body = {"request_id": p.request_id, "reply_to": self.reply_topic, "expires_at": iso(expires), **p.body}
-        self.link.publish_json(self.topics.cmd(p.command), body)
+        ack = AckSlot(request_id=self.commands.new_request_id(), slot=slot, mo_id=mo_id, fingerprint=fingerprint)
+        self.commands.send(ack, self._on_ack_reply)
 
     def _event(self, event: BatchEventKind, mo_id: str | None, slot: int | None, **details: Any) -> None:
         message = BatchEvent(ts=utc_now(), source=SERVICE, event=event, mo_id=mo_id, slot=slot, **details)
@@ -743,19 +669,3 @@ def _set_values(row: MoBatch, values: QueuedValues, mo: Mo, codes: Sequence[str]
     row.odoo_mo = mo.model_dump(mode="json")
     for code in codes:
         setattr(row, target_column(code), Decimal(str(round(values.targets.get(code, 0.0), 2))))
-
-
-def _answers(pending: Pending, reply: dict[str, Any]) -> bool:
-    """The reply echoes our command and its slot and MO (the gateway echoes every command's arguments)."""
-    args = reply.get("args")
-    if reply.get("command") != pending.command or not isinstance(args, dict) or args.get("slot") != pending.slot:
-        return False
-    batch = args.get("batch")
-    named = (
-        args.get("mo_id")
-        if pending.command == "ack_slot"
-        else batch.get("mo_id")
-        if isinstance(batch, dict)
-        else None
-    )
-    return bool(named == pending.mo_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.odoo.client import OdooClient
@@ -33,9 +34,10 @@ class DetailResult:
 
 
 class OdooFeed:
-    def __init__(self, client: OdooClient, states: list[str]) -> None:
+    def __init__(self, client: OdooClient, states: list[str], on_result: Callable[[], None]) -> None:
         self.client = client
         self.states = states
+        self.on_result = on_result  # thread-safe: tells the planner's thread that `results` holds news
         self.results: queue.Queue[FeedResult | DetailResult] = queue.Queue()
         self._wanted = threading.Event()
         self._list_wanted = False
@@ -79,8 +81,10 @@ class OdooFeed:
                 # Checks first: a slot is waiting for each of them.
                 for mo_id in checks:
                     self.results.put(self._detail(mo_id))
+                    self.on_result()
                 if wanted:
                     self.results.put(self._list())
+                    self.on_result()
             finally:
                 self.busy = False
 

@@ -6,13 +6,12 @@ from pathlib import Path
 
 from pydantic import Field
 
-from shared.db.session import DatabaseSettings
 from shared.odoo.settings import OdooSettings
 from shared.plc.memory_map import DEFAULT_MAP_PATH
-from shared.service import ServiceSettings
+from shared.service import WorkerSettings
 
 
-class PlannerSettings(ServiceSettings, DatabaseSettings, OdooSettings):
+class PlannerSettings(WorkerSettings, OdooSettings):
     plc_map: Path = DEFAULT_MAP_PATH
     plc_slots: int | None = Field(default=None, ge=1, le=99, description="overrides the map's active_slots")
     odoo_poll_s: float = Field(default=60.0, gt=0, description="safety-net poll of confirmed MOs")

@@ -8,28 +8,24 @@ in between leaves the row `finished`: the retry SETs the same values again (upda
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from shared import __version__
 from shared.backoff import next_attempt_at
 from shared.db.claim import claim_batches, due
 from shared.db.models import MoBatch
 from shared.db.repo import actuals_of, archive, move, now
-from shared.db.session import make_session_factory, transaction
-from shared.health import readiness, start_health_server
-from shared.mqtt.client import Message, MqttLink
+from shared.db.session import transaction
+from shared.mqtt.client import Message, Route
 from shared.mqtt.events import BatchEvent, BatchEventKind
 from shared.mqtt.payloads import PayloadError, utc_now
 from shared.mqtt.wire import parse_message
 from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooError
+from shared.service import MqttWorker, seconds_until_due
 
 from .outcome import Outcome, classify_error, classify_update
 from .settings import SyncSettings
@@ -40,9 +36,7 @@ WORK_STATES = ("finished", "failed", "reported")
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+    def __init__(self, r: CollectorRegistry) -> None:
         self.reported = Counter("sync_batches_archived", "Batches archived", ["status"], registry=r)
         self.retries = Counter("sync_retries", "Odoo calls to retry later", registry=r)
         self.attention = Counter("sync_attention", "Batches moved to attention", registry=r)
@@ -54,26 +48,18 @@ class Metrics:
         )
 
 
-class Syncer:
-    def __init__(self, settings: SyncSettings, odoo: OdooClient) -> None:
-        self.s = settings
-        self.odoo = odoo
-        self.topics = settings.topics
-        self.metrics = Metrics()
-        self.engine = settings.make_engine(application_name=SERVICE)
-        self.db = make_session_factory(self.engine)
-        self.wake = threading.Event()
-        self.link = MqttLink(
-            address=settings.broker(),
-            client_id=settings.client_id(SERVICE),
-            status_topic=self.topics.svc_status(SERVICE),
-            source=SERVICE,
-            subscriptions=[(self.topics.batch_events, 1)],
-            on_message=self._on_event,
-            birth={"version": __version__, "mark_done": settings.mark_done},
+class Syncer(MqttWorker[SyncSettings]):
+    service = SERVICE
+    settings_class = SyncSettings
+
+    def __init__(self, settings: SyncSettings, odoo: OdooClient | None = None) -> None:
+        super().__init__(
+            settings,
+            routes=[Route(settings.topics.batch_events, self._on_event)],
+            birth={"mark_done": settings.mark_done},
         )
-        self.last_loop = time.monotonic()
-        self.db_ok = True
+        self.odoo = odoo or OdooClient(settings)
+        self.metrics = Metrics(self.registry)
 
     def _on_event(self, msg: Message) -> None:
         try:
@@ -82,83 +68,40 @@ class Syncer:
             log.warning("batch event refused", extra={"topic": msg.topic, "reason": str(exc)})
             return
         if event.event in ("finished", "failed", "retry"):
-            self.wake.set()  # the paho thread only signals; the work happens on the worker thread
+            self.wake()
 
-    def health(self) -> dict[str, Any]:
-        mqtt_ok = self.link.connected.is_set()
-        stalled = time.monotonic() - self.last_loop > max(120.0, 4 * self.s.sync_sweep_s)
-        return readiness(
-            {
-                "broker": None if mqtt_ok else "not connected",
-                "database": None if self.db_ok else "unavailable",
-                "odoo": self.odoo.login_error,
-                "loop": "stalled" if stalled else None,
-            },
-            mqtt_connected=mqtt_ok,
-            database_ok=self.db_ok,
-        )
+    def health_checks(self) -> dict[str, str | None]:
+        return {"odoo": self.odoo.login_error}
 
-    def run(self, stop: threading.Event) -> None:
-        health = start_health_server(self.s.health_port, self.metrics.registry, self.health, self.s.health_host)
-        self.link.start()
-        log.info("odoo_sync started", extra={"mark_done": self.s.mark_done})
-        try:
-            while not stop.is_set():
-                try:
-                    delay = self.sweep()
-                    self.db_ok = True
-                except OperationalError as exc:
-                    self.db_ok = False
-                    log.error("database unavailable", extra={"error": str(exc.orig)})
-                    delay = 2.0
-                self.last_loop = time.monotonic()
-                self._sleep(delay, stop)
-        finally:
-            self.link.stop()
-            if health:
-                health.stop()
-            self.engine.dispose()
-            log.info("odoo_sync stopped")
+    def started_details(self) -> dict[str, Any]:
+        return {"mark_done": self.settings.mark_done}
 
-    def _sleep(self, seconds: float, stop: threading.Event) -> None:
-        """Until the next due retry, an event wakes us, or stop (checked every second)."""
-        deadline = time.monotonic() + seconds
-        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-            if self.wake.wait(timeout=min(1.0, left)):
-                break
-        self.wake.clear()
+    def step(self) -> float:
+        return self.sweep()
 
     def sweep(self) -> float:
         """Work every due row; return the seconds until the next due retry (capped by the sweep period)."""
         while self._process_one():
-            pass
+            self.beat()
         with self.db() as session:
-            nxt = session.scalar(
-                select(MoBatch.next_attempt_at)
-                .where(MoBatch.state.in_(WORK_STATES), MoBatch.next_attempt_at.is_not(None))
-                .order_by(MoBatch.next_attempt_at)
-                .limit(1)
-            )
             # Due rows the claim did not get: a replica works on them, or a lock outlasted the claim's wait.
             # Look again soon: the safety sweep is never the normal path (issue 16).
             held = session.scalar(
                 select(MoBatch.id).where(MoBatch.state.in_(WORK_STATES), due(MoBatch.next_attempt_at)).limit(1)
             )
-        cap = 1.0 if held is not None else self.s.sync_sweep_s
-        if nxt is None:
-            return cap
-        return max(0.05, min(cap, (nxt - now()).total_seconds()))
+        cap = 1.0 if held is not None else self.settings.sync_sweep_s
+        return seconds_until_due(self.db, MoBatch.next_attempt_at, MoBatch.state.in_(WORK_STATES), cap=cap)
 
     def _process_one(self) -> bool:
-        """Claim and handle one due row; True when one was handled (more may be due), as failure_monitor's
-        _report_one."""
+        """Claim and handle one due row; True when one was handled (more may be due): the convention of every
+        worker's one-row step (failure_monitor's failure and weighing reporters, shared/service.Reporter)."""
         events: list[tuple[BatchEventKind, str, dict[str, Any]]] = []
         with transaction(self.db) as session:
             claimed = claim_batches(session, WORK_STATES, order_by=(MoBatch.finished_at, MoBatch.id))
             row = claimed[0] if claimed else None
             if row is None:
                 return False
-            if row.state == "reported" and self.s.mark_done:
+            if row.state == "reported" and self.settings.mark_done:
                 self._close(session, row, events)
             elif row.state == "reported":
                 self._archive_reported(session, row, "orphan sweep (reported, not archived)", events)
@@ -257,7 +200,7 @@ class Syncer:
         if verdict.verdict == "retry":
             row.last_error = verdict.reason
             row.next_attempt_at = next_attempt_at(
-                now(), row.sync_attempts, self.s.retry_base_s, self.s.retry_max_s, key=row.mo_id
+                now(), row.sync_attempts, self.settings.retry_base_s, self.settings.retry_max_s, key=row.mo_id
             )
             self.metrics.retries.inc()
             log.warning(
@@ -279,7 +222,7 @@ class Syncer:
             if row.finished_at is not None and row.reported_at is not None:
                 self.metrics.finish_to_odoo.observe((row.reported_at - row.finished_at).total_seconds())
             events.append(("reported", row.mo_id, {}))
-            if self.s.mark_done:
+            if self.settings.mark_done:
                 row.next_attempt_at = None  # mark-done is next, as its own step (see _close)
                 row.last_error = None
             else:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.db.session import DatabaseSettings
 from shared.odoo.settings import OdooSettings
-from shared.service import ServiceSettings
+from shared.service import WorkerSettings
 
 
-class SyncSettings(ServiceSettings, DatabaseSettings, OdooSettings):
+class SyncSettings(WorkerSettings, OdooSettings):
     sync_sweep_s: float = Field(default=30.0, gt=0, description="safety-net sweep for finished batches")
     mark_done: bool = Field(default=False, description="also close the MO in Odoo (verified)")
     retry_base_s: float = Field(default=2.0, gt=0)

@@ -10,20 +10,22 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from shared import __version__
 from shared.config import ConfigError
 from shared.fins.client import FinsClient
 from shared.fins.errors import FinsError, FinsTimeout
 from shared.health import readiness, start_health_server
-from shared.mqtt.client import Message, MqttLink
+from shared.mqtt.client import Delivery, Message, MqttLink, Route
 from shared.mqtt.payloads import (
     AckFailure,
     AckSlot,
     AckWeighing,
     Arm,
     CommandBase,
+    CommandReply,
     PayloadError,
     ReadArea,
     WriteBatch,
@@ -31,7 +33,6 @@ from shared.mqtt.payloads import (
     parse_command,
     request_id_of,
 )
-from shared.mqtt.topics import GATEWAY_COMMANDS
 from shared.plc.memory_map import AreaName, MemoryMap, load_memory_map, with_active_slots
 from shared.plc.snapshot import decode_area
 
@@ -51,16 +52,39 @@ MAX_BACKOFF_S = 2.0
 RUN_AGAIN_CODES = frozenset({"plc_unreachable", "plc_error"})
 
 
-# The gateway's one command table: each command's payload model and its handshake. GATEWAY_COMMANDS (the
-# topics subscribed, the ACL's senders) must name exactly these; a unit test holds them together.
-COMMANDS: dict[str, tuple[type[CommandBase], Callable[[PlcIO, MemoryMap, Any], Awaitable[Reply]]]] = {
-    "write_batch": (WriteBatch, handshake.write_batch),
-    "ack_slot": (AckSlot, handshake.ack_slot),
-    "ack_failure": (AckFailure, handshake.ack_failure),
-    "ack_weighing": (AckWeighing, handshake.ack_weighing),
-    "arm": (Arm, handshake.arm),
-    "read_area": (ReadArea, handshake.read_area),
-}
+C = TypeVar("C", bound=CommandBase)
+Run = Callable[[PlcIO, MemoryMap], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class GatewayCommand(Generic[C]):
+    """A command's payload model and its handshake, bound together so a parsed command reaches exactly its
+    own runner (typed, no cast)."""
+
+    model: type[C]
+    runner: Callable[[PlcIO, MemoryMap, C], Awaitable[Reply]]
+
+    def parse(self, raw: bytes) -> tuple[CommandBase, Run]:
+        """The command and its run against the PLC; raises PayloadError with a reason."""
+        cmd = parse_command(self.model, raw)
+        runner = self.runner
+        return cmd, lambda io, m: runner(io, m, cmd)
+
+
+def _table(*commands: GatewayCommand[Any]) -> dict[str, GatewayCommand[Any]]:
+    return {c.model.command: c for c in commands}
+
+
+# The gateway's one command table: name (from the model) -> payload model -> handshake. The topics it
+# subscribes come from here; COMMAND_SENDERS (who may send each, shared/mqtt/topics.py) must name exactly these.
+COMMANDS = _table(
+    GatewayCommand(WriteBatch, handshake.write_batch),
+    GatewayCommand(AckSlot, handshake.ack_slot),
+    GatewayCommand(AckFailure, handshake.ack_failure),
+    GatewayCommand(AckWeighing, handshake.ack_weighing),
+    GatewayCommand(Arm, handshake.arm),
+    GatewayCommand(ReadArea, handshake.read_area),
+)
 
 
 def load_map(settings: GatewaySettings) -> MemoryMap:
@@ -86,8 +110,8 @@ class Gateway:
             client_id=settings.client_id(SERVICE),
             status_topic=self.topics.gateway_status,
             source=SERVICE,
-            subscriptions=[(self.topics.cmd(name), 1) for name in GATEWAY_COMMANDS],
-            on_message=self._hand_over,
+            routes=[Route(self.topics.cmd(name), self._commands.put_nowait) for name in COMMANDS],
+            deliver=self._to_loop,
             on_connected=self._on_connected,
             birth=self._status_body(),
         )
@@ -127,9 +151,10 @@ class Gateway:
 
     # ------------------------------------------------------------------ paho thread -> loop
 
-    def _hand_over(self, msg: Message) -> None:
+    def _to_loop(self, delivery: Delivery) -> None:
+        """paho's thread: the route's handler (queueing the command) runs on the asyncio loop."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._commands.put_nowait, msg)
+            self._loop.call_soon_threadsafe(delivery.run)
 
     def _on_connected(self) -> None:
         if self._loop is not None:
@@ -281,7 +306,9 @@ class Gateway:
     async def handle(self, msg: Message) -> None:
         name = msg.topic.rsplit("/", 1)[-1]
         try:
-            cmd = parse_command(name, msg.payload)
+            if name not in COMMANDS:
+                raise PayloadError("unknown_command", f"unknown command {name!r}")
+            cmd, run = COMMANDS[name].parse(msg.payload)
         except PayloadError as exc:
             self._reply(name, request_id_of(msg.payload), None, Reply(False, exc.code, str(exc)))
             return
@@ -304,18 +331,16 @@ class Gateway:
                 name, cmd.request_id, reply_to, Reply(False, "expired", "command arrived after expires_at")
             )
             return
-        reply = await self._execute(name, cmd)
+        reply = await self._execute(run)
         # A PLC that did not answer (or refused mid-way) is not an answer to cache: the sender resends the
         # same request to settle it, and every runner reads the PLC first, so running it again is safe.
         cache = reply.code not in RUN_AGAIN_CODES
         self._reply(name, cmd.request_id, reply_to, reply, cache=cache, args=command_args(cmd))
 
-    async def _execute(self, name: str, cmd: CommandBase) -> Reply:
-        model, runner = COMMANDS[name]
-        assert isinstance(cmd, model)
+    async def _execute(self, run: Run) -> Reply:
         try:
             async with self.turns.command():  # the poll and diagnostics wait while this command runs
-                return await runner(self.fins, self.map, cmd)
+                return await run(self.fins, self.map)
         except WriteNotAllowed as exc:
             log.error("write outside the memory map refused", extra={"error": str(exc)})
             return Reply(False, "not_allowed", str(exc))
@@ -333,15 +358,15 @@ class Gateway:
         cache: bool = False,
         args: dict[str, Any] | None = None,
     ) -> None:
-        body = {
-            "request_id": request_id,
-            "command": name,
-            "args": args or {},
-            "ok": reply.ok,
-            "code": reply.code,
-            "message": reply.message,
+        body = CommandReply(
+            request_id=request_id,
+            command=name,
+            args=args or {},
+            ok=reply.ok,
+            code=reply.code,
+            message=reply.message,
             **reply.details,
-        }
+        ).model_dump(mode="json", exclude={"duplicate"})
         if cache and request_id is not None:
             self.replies[(name, request_id)] = body
             while len(self.replies) > self.settings.reply_cache_size:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from shared.plant_clock import PlantClockSettings
 from shared.plc.memory_map import DEFAULT_MAP_PATH
-from shared.service import ServiceSettings
+from shared.settings import ServiceSettings
 
 
 class GatewaySettings(ServiceSettings, PlantClockSettings):

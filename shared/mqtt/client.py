@@ -1,5 +1,6 @@
 """paho-mqtt wiring shared by every service: URL parsing, birth and last will, subscriptions restored in
-`on_connect`, and a thread-safe hand-off of received messages (no work is done inside paho callbacks).
+`on_connect`, a route (handler) per subscription, and a thread-safe hand-off of received messages (no work is
+done inside paho callbacks).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from shared.config import ConfigError
 from shared.mqtt.payloads import dumps
@@ -61,23 +64,49 @@ class Message:
     retain: bool
 
 
+Handler = Callable[[Message], None]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One subscription and the handler of its messages. Filters of one link must not overlap: paho calls
+    every callback whose filter matches, so one message would be handled twice."""
+
+    topic: str
+    handler: Handler
+    qos: int = 1
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A received message with the handler its route names, handed over to the owner's thread."""
+
+    handler: Handler
+    message: Message
+
+    def run(self) -> None:
+        self.handler(self.message)
+
+
 @dataclass
 class MqttLink:
     """One broker connection of one service.
 
-    Messages on subscribed topics land in `inbox` (a thread-safe queue) or go to `on_message` which must only
-    hand off. `connected` is an Event others may wait on; `on_connected` runs after each (re)connect.
+    Routing is declarative: each Route is a subscription with its handler (paho's `message_callback_add`).
+    paho's thread never runs a handler: it only hands a Delivery over, by default into `inbox` (a thread-safe
+    queue the owner's thread drains, see shared/service.py), or to `deliver` (an asyncio owner schedules it on
+    its loop). `connected` is an Event others may wait on; `on_connected` runs after each (re)connect.
     """
 
     address: BrokerAddress
     client_id: str
     status_topic: str
     source: str
-    subscriptions: list[tuple[str, int]] = field(default_factory=list)
-    on_message: Callable[[Message], None] | None = None
+    routes: list[Route] = field(default_factory=list)
+    deliver: Callable[[Delivery], None] | None = None
     on_connected: Callable[[], None] | None = None
     birth: dict[str, Any] = field(default_factory=dict)
-    inbox: queue.Queue[Message] = field(default_factory=queue.Queue)
+    inbox: queue.Queue[Delivery] = field(default_factory=queue.Queue)
     connected: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -97,7 +126,9 @@ class MqttLink:
         self.client.max_queued_messages_set(10_000)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
+        self.client.on_message = self._on_unrouted
+        for route in self.routes:
+            self.client.message_callback_add(route.topic, self._hand_over(route.handler))
 
     def _status_bytes(self, state: str, extra: dict[str, Any] | None = None) -> bytes:
         body = {"state": state, "client_id": self.client_id}
@@ -106,9 +137,16 @@ class MqttLink:
         body.update(extra or {})
         return dumps(self.source, body)
 
-    # -- paho callbacks: bookkeeping and hand-off only
+    # -- paho callbacks (its network thread): bookkeeping and hand-off only
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
+    ) -> None:
         if reason.is_failure:
             log.error(
                 "broker refused connection", extra={"broker": self.address.redacted(), "reason": str(reason)}
@@ -118,25 +156,36 @@ class MqttLink:
         if isinstance(sock, socket.socket):
             # Commands and replies are small: without this, Nagle + delayed ACK add ~40 ms per hop.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for topic, qos in self.subscriptions:
-            client.subscribe(topic, qos)
+        for route in self.routes:
+            client.subscribe(route.topic, route.qos)
         client.publish(self.status_topic, self._status_bytes("online"), qos=1, retain=True)
         self.connected.set()
         log.info("connected to broker", extra={"broker": self.address.redacted()})
         if self.on_connected:
             self.on_connected()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
+    ) -> None:
         if self.connected.is_set():
             log.warning("disconnected from broker", extra={"reason": str(reason)})
         self.connected.clear()
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        message = Message(msg.topic, bytes(msg.payload), bool(msg.retain))
-        if self.on_message:
-            self.on_message(message)
-        else:
-            self.inbox.put(message)
+    def _hand_over(self, handler: Handler) -> Callable[[mqtt.Client, object, mqtt.MQTTMessage], None]:
+        def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+            delivery = Delivery(handler, Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+            (self.deliver or self.inbox.put)(delivery)
+
+        return on_message
+
+    def _on_unrouted(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        # A persistent session may still hold messages of a subscription an older version of the service made.
+        log.debug("message without a route dropped", extra={"topic": msg.topic})
 
     # -- API
 

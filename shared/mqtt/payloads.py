@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -67,7 +67,10 @@ ReplyTo = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^#+\x00
 
 
 class CommandBase(BaseModel):
+    """A gateway command; `command` (the name in its topic `cmd/<command>`) is set by each subclass."""
+
     model_config = _Strict
+    command: ClassVar[str]
     request_id: RequestId
     reply_to: ReplyTo | None = None
     expires_at: dt.datetime | None = None
@@ -121,11 +124,13 @@ class BatchPayload(BaseModel):
 
 
 class WriteBatch(CommandBase):
+    command = "write_batch"
     slot: Annotated[int, Field(ge=1, le=99)]
     batch: BatchPayload
 
 
 class AckSlot(CommandBase):
+    command = "ack_slot"
     slot: Annotated[int, Field(ge=1, le=99)]
     mo_id: Annotated[str, Field(min_length=1, max_length=16)]
     # shared/plc/fingerprint.py of the READ slot words that were stored: the gateway acks only that result.
@@ -133,41 +138,35 @@ class AckSlot(CommandBase):
 
 
 class AckFailure(CommandBase):
+    command = "ack_failure"
     event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
 
 
 class AckWeighing(CommandBase):
     """Set the flag of one manual-weighing item, only while it holds the stored weighing `event_id`."""
 
+    command = "ack_weighing"
     item: Annotated[int, Field(ge=1, le=99)]
     event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
 
 
 class Arm(CommandBase):
+    command = "arm"
     slot: Annotated[int, Field(ge=1, le=99)]
 
 
 class ReadArea(CommandBase):
+    command = "read_area"
     area: Literal["read_slot", "write_slot", "failure", "manual_weighing"]
     slot: Annotated[int, Field(ge=1, le=99)] = 1
 
 
-COMMAND_MODELS: dict[str, type[CommandBase]] = {
-    "write_batch": WriteBatch,
-    "ack_slot": AckSlot,
-    "ack_failure": AckFailure,
-    "ack_weighing": AckWeighing,
-    "arm": Arm,
-    "read_area": ReadArea,
-}
+C = TypeVar("C", bound=CommandBase)
 
 
-def parse_command(name: str, raw: bytes) -> CommandBase:
-    """Parse a command payload; raises PayloadError with a reason. Keeps request_id when it can."""
+def parse_command(model: type[C], raw: bytes) -> C:
+    """Parse a command payload; raises PayloadError with a reason."""
     data = loads_object(raw)
-    model = COMMAND_MODELS.get(name)
-    if model is None:
-        raise PayloadError("unknown_command", f"unknown command {name!r}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -186,18 +185,6 @@ def command_args(cmd: CommandBase) -> dict[str, Any]:
     return cmd.model_dump(mode="json", exclude=set(_ENVELOPE_FIELDS))
 
 
-def answers(reply: dict[str, Any], request_id: str, command: str, args: dict[str, Any]) -> bool:
-    """The reply answers exactly this command: same request id, command and arguments (the gateway echoes
-    them). A request id alone is not enough: anyone who saw it could steer another reply onto our topic."""
-    echoed = reply.get("args")
-    return (
-        reply.get("request_id") == request_id
-        and reply.get("command") == command
-        and isinstance(echoed, dict)
-        and all(echoed.get(k) == v for k, v in args.items())
-    )
-
-
 def request_id_of(raw: bytes) -> str | None:
     """Best-effort request_id of a rejected payload, so the sender can correlate the error reply."""
     try:
@@ -209,8 +196,23 @@ def request_id_of(raw: bytes) -> str | None:
 
 
 class CommandReply(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    """The gateway's answer to one command. `command` and `args` echo the command it answers (`answers`); a
+    command's own results (read_area's snapshot, arm's flag) are extra fields, kept."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     request_id: str | None
+    command: str
+    args: dict[str, Any] = Field(default_factory=dict)
     ok: bool
     code: str
     message: str
+    duplicate: bool = False  # answered from the gateway's reply cache (a resend of an executed command)
+
+    def answers(self, cmd: CommandBase) -> bool:
+        """This reply answers exactly `cmd`: same request id, command and arguments. A request id alone is not
+        enough: anyone who saw it could steer another reply onto our topic."""
+        return (
+            self.request_id == cmd.request_id
+            and self.command == cmd.command
+            and all(self.args.get(k) == v for k, v in command_args(cmd).items())
+        )

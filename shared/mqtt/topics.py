@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GATEWAY_COMMANDS = ("write_batch", "ack_slot", "ack_failure", "ack_weighing", "arm", "read_area")
-# Who may send each gateway command: the broker's ACL lets only these users publish it, and the gateway
+# Who may send each gateway command (the gateway's command table, services/plc_gateway/app.py COMMANDS, names
+# exactly these): the broker's ACL lets only these users publish it, and the gateway
 # answers only on the sender's own reply prefix (`{root}/reply/{sender}`), which only that user may read. A
 # reply can therefore never be steered onto another sender's topic (e.g. a read_area reply onto the planner's).
 COMMAND_SENDERS: dict[str, tuple[str, ...]] = {
@@ -61,8 +61,14 @@ class Topics:
         return f"{self.root}/cmd/{name}/reply"
 
     def reply_prefix(self, sender: str) -> str:
-        """Where the gateway answers `sender`'s commands (a sender adds `/<request id>` or uses it as is)."""
+        """Where the gateway answers `sender`'s commands: only `sender`'s broker user may read below it."""
         return f"{self.root}/reply/{sender}"
+
+    def reply_topic(self, sender: str, session: str | None = None) -> str:
+        """The reply_to of `sender`'s commands: the prefix itself (a service), or a topic of its own below it
+        (`session`: one CLI run or console process among others logged in as the same broker user)."""
+        prefix = self.reply_prefix(sender)
+        return f"{prefix}/{session}" if session else prefix
 
     def reply_to_allowed(self, command: str, topic: str) -> bool:
         """A reply_to is honoured only under the reply prefix of a sender allowed to send `command`."""

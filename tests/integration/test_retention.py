@@ -167,4 +167,4 @@ def test_the_service_is_not_ready_while_the_database_is_away() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    assert body.get("healthy") is False and body.get("problems") == ["database: unavailable, retention postponed"]
+    assert body.get("healthy") is False and body.get("problems") == ["database: unavailable"]

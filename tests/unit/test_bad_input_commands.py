@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.plc_gateway import handshake
+from services.plc_gateway.app import COMMANDS
 from services.plc_gateway.handshake import WriteNotAllowed, guarded_write
-from shared.mqtt.payloads import COMMAND_MODELS, MAX_COMMAND_BYTES, CommandBase, PayloadError, parse_command
-from shared.mqtt.topics import GATEWAY_COMMANDS
+from shared.mqtt.payloads import MAX_COMMAND_BYTES, AckSlot, CommandBase, PayloadError, WriteBatch, parse_command
+from shared.mqtt.topics import COMMAND_SENDERS
 from shared.plc.memory_map import load_memory_map, with_active_slots
 
 MAP = with_active_slots(load_memory_map(), 10)
@@ -82,18 +83,21 @@ def test_writable_ranges_are_only_write_blocks_and_flags() -> None:
 
 
 def test_no_command_writes_an_arbitrary_address() -> None:
+    """The gateway's one table names every command COMMAND_SENDERS lets anyone send, each under its own name."""
     assert (
-        set(GATEWAY_COMMANDS)
-        == set(COMMAND_MODELS)
+        set(COMMANDS)
+        == set(COMMAND_SENDERS)
         == {"write_batch", "ack_slot", "ack_failure", "ack_weighing", "arm", "read_area"}
     )
-    for name, model in COMMAND_MODELS.items():
+    for name, spec in COMMANDS.items():
+        model = spec.model
+        assert model.command == name
         fields = set(model.model_fields)
         assert not fields & {"address", "words", "count", "offset", "data"}, (name, fields)
         assert model.model_config.get("extra") == "forbid", name
         with pytest.raises(PayloadError):  # extra fields are refused, not ignored
             parse_command(
-                name, json.dumps({"request_id": "r1", "slot": 1, "address": 7000, "words": [1]}).encode()
+                model, json.dumps({"request_id": "r1", "slot": 1, "address": 7000, "words": [1]}).encode()
             )
 
 
@@ -106,11 +110,11 @@ FIELD_NAMES = ["request_id", "slot", "mo_id", "event_id", "area", "batch", "repl
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(GATEWAY_COMMANDS), doc=st.dictionaries(st.sampled_from(FIELD_NAMES), json_values))
+@given(name=st.sampled_from(sorted(COMMANDS)), doc=st.dictionaries(st.sampled_from(FIELD_NAMES), json_values))
 def test_fuzzed_command_documents_parse_strictly_or_are_refused(name: str, doc: dict[str, Any]) -> None:
     raw = json.dumps(doc).encode()
     try:
-        cmd = parse_command(name, raw)
+        cmd, _run = COMMANDS[name].parse(raw)
     except PayloadError as exc:
         assert exc.code in ("invalid_payload", "too_large") and str(exc)
         return
@@ -121,9 +125,9 @@ def test_fuzzed_command_documents_parse_strictly_or_are_refused(name: str, doc: 
 @settings(max_examples=300)
 @given(raw=st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash_the_parser(raw: bytes) -> None:
-    for name in GATEWAY_COMMANDS:
+    for spec in COMMANDS.values():
         with contextlib.suppress(PayloadError):
-            parse_command(name, raw)
+            spec.parse(raw)
 
 
 @pytest.mark.parametrize(
@@ -145,7 +149,7 @@ def test_arbitrary_bytes_never_crash_the_parser(raw: bytes) -> None:
 )
 def test_malformed_ack_slot_payloads_are_refused_with_a_reason(raw: bytes) -> None:
     with pytest.raises(PayloadError) as err:
-        parse_command("ack_slot", raw)
+        parse_command(AckSlot, raw)
     assert err.value.code in ("invalid_payload", "too_large") and str(err.value)
 
 
@@ -157,7 +161,7 @@ def test_write_batch_with_unencodable_text_is_refused_before_any_plc_io() -> Non
         "slot": 1,
         "batch": {"mo_id": "WH/MO/é'--", "bom_name": "x", "finished_goods": "y", "quantity": 10.0, "targets": {}},
     }
-    cmd = parse_command("write_batch", json.dumps(doc).encode())
-    reply = asyncio.run(handshake.write_batch(io, MAP, cmd))  # type: ignore[arg-type]
+    cmd = parse_command(WriteBatch, json.dumps(doc).encode())
+    reply = asyncio.run(handshake.write_batch(io, MAP, cmd))
     assert not reply.ok and reply.code == "invalid_payload", reply
     assert io.writes == []
