@@ -14,7 +14,7 @@ a single block larger than the limit is split into pieces (the map would have to
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from shared.fins.frames import MAX_MULTIPLE_ITEMS
@@ -86,54 +86,42 @@ def _split(block: _Block, chunk_words: int) -> Iterator[PlannedRead]:
         yield PlannedRead(block.address + offset, n, (Piece(block.area, block.slot, 0, offset, n),))
 
 
-def _group(blocks: Sequence[_Block], chunk_words: int) -> Iterator[PlannedRead]:
+def _contiguous(group: Sequence[_Block]) -> PlannedRead:
+    """One 0101 read spanning the blocks (they lie in address order)."""
+    first = group[0].address
+    pieces = tuple(Piece(b.area, b.slot, b.address - first, 0, b.words) for b in group)
+    return PlannedRead(first, group[-1].address + group[-1].words - first, pieces)
+
+
+def _scattered(group: Sequence[_Block]) -> PlannedRead:
+    """One 0104 read of exactly the blocks' words, wherever they lie."""
+    pieces: list[Piece] = []
+    addresses: list[int] = []
+    for b in group:
+        pieces.append(Piece(b.area, b.slot, len(addresses), 0, b.words))
+        addresses.extend(range(b.address, b.address + b.words))
+    return PlannedRead(group[0].address, len(addresses), tuple(pieces), tuple(addresses))
+
+
+def _pack(
+    blocks: Sequence[_Block], limit: int, build: Callable[[Sequence[_Block]], PlannedRead]
+) -> Iterator[PlannedRead]:
+    """Whole blocks into as few reads as `limit` words per read allows (a read's size is what `build` makes of
+    its blocks); a block larger than the limit alone is read in contiguous pieces."""
     group: list[_Block] = []
-
-    def flush() -> PlannedRead:
-        first = group[0].address
-        pieces = tuple(Piece(b.area, b.slot, b.address - first, 0, b.words) for b in group)
-        return PlannedRead(first, group[-1].address + group[-1].words - first, pieces)
-
-    for block in blocks:
-        if block.words > chunk_words:
-            if group:
-                yield flush()
-                group = []
-            yield from _split(block, chunk_words)
-            continue
-        if group and block.address + block.words - group[0].address > chunk_words:
-            yield flush()
-            group = []
-        group.append(block)
-    if group:
-        yield flush()
-
-
-def _group_scattered(blocks: Sequence[_Block], limit: int) -> Iterator[PlannedRead]:
-    """Whole blocks, wherever they lie, into 0104 reads of at most `limit` words."""
-    group: list[_Block] = []
-
-    def flush() -> PlannedRead:
-        pieces: list[Piece] = []
-        addresses: list[int] = []
-        for b in group:
-            pieces.append(Piece(b.area, b.slot, len(addresses), 0, b.words))
-            addresses.extend(range(b.address, b.address + b.words))
-        return PlannedRead(group[0].address, len(addresses), tuple(pieces), tuple(addresses))
-
     for block in blocks:
         if block.words > limit:
             if group:
-                yield flush()
+                yield build(group)
                 group = []
             yield from _split(block, limit)
             continue
-        if group and sum(b.words for b in group) + block.words > limit:
-            yield flush()
+        if group and build([*group, block]).count > limit:
+            yield build(group)
             group = []
         group.append(block)
     if group:
-        yield flush()
+        yield build(group)
 
 
 def plan_reads(m: MemoryMap, chunk_words: int, *, per_slot: bool = False) -> list[PlannedRead]:
@@ -146,12 +134,12 @@ def plan_reads(m: MemoryMap, chunk_words: int, *, per_slot: bool = False) -> lis
         blocks = sorted(_blocks(m, area), key=lambda b: b.address)
         if per_slot:
             for block in blocks:
-                reads.extend(_group([block], chunk_words))
+                reads.extend(_pack([block], chunk_words, _contiguous))
         elif area in SLOT_AREAS:
-            reads.extend(_group(blocks, chunk_words))
+            reads.extend(_pack(blocks, chunk_words, _contiguous))
         else:
             singles.extend(blocks)
-    reads.extend(_group_scattered(singles, min(chunk_words, MAX_MULTIPLE_ITEMS)))
+    reads.extend(_pack(singles, min(chunk_words, MAX_MULTIPLE_ITEMS), _scattered))
     return reads
 
 
