@@ -42,7 +42,7 @@ from shared.db.session import make_session_factory, transaction
 from shared.health import readiness, start_health_server
 from shared.mqtt.client import Message, MqttLink, json_object
 from shared.mqtt.events import BatchEvent, batch_event
-from shared.mqtt.payloads import iso, utc_now
+from shared.mqtt.payloads import answers, iso, utc_now
 from shared.odoo.client import OdooClient
 from shared.odoo.mapping import Batch, mo_to_batch
 from shared.odoo.models import Mo
@@ -759,16 +759,7 @@ def _set_values(row: MoBatch, values: QueuedValues, mo: Mo, codes: Sequence[str]
 
 
 def _answers(pending: Pending, reply: dict[str, Any]) -> bool:
-    """The reply echoes our command and its slot and MO (the gateway echoes every command's arguments)."""
-    args = reply.get("args")
-    if reply.get("command") != pending.command or not isinstance(args, dict) or args.get("slot") != pending.slot:
-        return False
-    batch = args.get("batch")
-    named = (
-        args.get("mo_id")
-        if pending.command == "ack_slot"
-        else batch.get("mo_id")
-        if isinstance(batch, dict)
-        else None
-    )
-    return bool(named == pending.mo_id)
+    """The reply echoes our command and every argument we sent (the gateway echoes them all): slot and MO are
+    not enough, since a reply to an ack of another result of that slot, or a write of other values, names them
+    too (issue 10.9)."""
+    return answers(reply, pending.request_id, pending.command, pending.body)
