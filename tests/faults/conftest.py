@@ -559,6 +559,7 @@ def _check_failures(
 
 def reason_kind(text: str) -> str:
     """An attention reason without the numbers and names that differ per row, to count rows by reason."""
+    text = re.sub(r"\s*\([^)]*\)", "", text)  # lists and details in parentheses
     text = re.sub(r"WH/MO/\d+", "<MO>", text)
     text = re.sub(r"'[^']*'", "'…'", text)
     text = re.sub(r"\d+(\.\d+)?", "N", text)

@@ -24,11 +24,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from shared.mqtt.payloads import PayloadError, command_args, parse_command
 from shared.mqtt.topics import GATEWAY_COMMANDS
 from tests.support.system import System
 
 FORGED = "forged"
-ENVELOPE = frozenset({"request_id", "reply_to", "expires_at"})
 VARIANTS = ("other_command", "other_args", "no_args")
 
 
@@ -48,9 +48,11 @@ def _altered(value: Any, rng: random.Random) -> Any:
     return "x"
 
 
-def forged_reply(command: str, body: dict[str, Any], variant: str, rng: random.Random) -> dict[str, Any]:
-    args = {k: v for k, v in body.items() if k not in ENVELOPE}
-    reply: dict[str, Any] = {"request_id": body["request_id"], "command": command, "args": args}
+def forged_reply(
+    command: str, request_id: str, args: dict[str, Any], variant: str, rng: random.Random
+) -> dict[str, Any]:
+    """`args` are the command's arguments as the gateway echoes them; the forged reply never echoes them all."""
+    reply: dict[str, Any] = {"request_id": request_id, "command": command, "args": args}
     if variant == "other_command":
         reply["command"] = rng.choice([c for c in GATEWAY_COMMANDS if c != command])
     elif variant == "other_args":
@@ -82,20 +84,22 @@ class Forger:
         self.client.loop_start()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            body = json.loads(msg.payload)
-        except ValueError:
-            return
         command = msg.topic.rsplit("/", 1)[-1]
-        if not isinstance(body, dict) or not isinstance(body.get("reply_to"), str) or "request_id" not in body:
+        try:
+            # The arguments exactly as the gateway echoes them (envelope fields such as ts and source are not
+            # arguments: a reply that differed only there would be a correct echo, not a forgery).
+            cmd = parse_command(command, msg.payload)
+        except PayloadError:
+            return
+        if not cmd.reply_to or not cmd.request_id:
             return
         with self._lock:
             if self.rng.random() >= self.share:
                 return
             variant = self.rng.choice(VARIANTS)
-            reply = forged_reply(command, body, variant, self.rng)
+            reply = forged_reply(command, cmd.request_id, command_args(cmd), variant, self.rng)
             self.sent[f"{command}/{variant}"] += 1
-        client.publish(body["reply_to"], json.dumps(reply).encode(), qos=1)
+        client.publish(cmd.reply_to, json.dumps(reply).encode(), qos=1)
 
     def total(self) -> int:
         with self._lock:
