@@ -4,11 +4,11 @@ CI runs a short soak (SOAK_MOS, default 18) with MARK_DONE off and on; `./script
 (1,000 MOs by default) and prints the invariant table. Faults, chosen by the seeded plan every 1-3 s:
 kill -9 of any service, a FINS noise burst (loss, lost replies incl. flag-write replies, duplicates, wrong
 SIDs), a PLC link outage longer than every detection timeout (12 s), Odoo down, a broker restart, and Odoo
-edits after queueing (a queued MO cancelled, one edited, one scaled to twice its BoM). Meanwhile the PLC posts
-a failure event every few seconds (every third one Odoo can never accept: an equipment code the map does not
-list, or an empty description) and the scale posts manual weighings in identical pairs with a wrong entry now
-and then, and a forger races the gateway with replies to its commands (tests/faults/forger.py). Replay a run
-with FAULT_SEED.
+edits after queueing (a queued MO cancelled, one edited, one scaled to twice its BoM). Spread over the run,
+the PLC posts failure events (every third one Odoo can never accept: an equipment code the map does not list,
+or an empty description) and the scale manual weighings in identical pairs with a wrong entry now and then;
+a forger races the gateway with replies to its commands (tests/faults/forger.py). Replay a run with
+FAULT_SEED.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ UNREPORTABLE_EVERY = 3  # every third failure event is one Odoo can never accept
 # at most this many pairs of <= 0.9 kg go to one MO.
 PAIRS_PER_MO = 15
 WRONG_EVERY = 4  # a wrong entry at the scale after every fourth pair
+# What one MO takes with three slots on a shared 2-core box (measured): failure events and weighings are paced
+# to spread over the whole run instead of crowding its first minutes.
+SECONDS_PER_MO = 2.0
 WITHDRAW_AFTER_S = 3.0  # the wrong entry stays on the PLC this long (30 gateway polls) before it is withdrawn
 
 
@@ -152,8 +155,8 @@ class Scale:
     The weighings go to MOs a person started in Odoo (odoo-sim --started-mos): the planner never doses them, so
     they stay open for consumption with MARK_DONE on as well."""
 
-    def __init__(self, s: System, rng: random.Random, pairs: int, mos: list[str]) -> None:
-        self.s, self.rng, self.pairs, self.mos = s, rng, pairs, mos
+    def __init__(self, s: System, rng: random.Random, pairs: int, mos: list[str], pace: float) -> None:
+        self.s, self.rng, self.pairs, self.mos, self.pace = s, rng, pairs, mos, pace
         self.posted_pairs = self.valid = self.invalid = 0
         self.next_at = 0.5
         self.next_look = 0.0
@@ -166,7 +169,7 @@ class Scale:
             self._withdraw_wrong(elapsed)
         if elapsed < self.next_at or self.posted_pairs == self.pairs:
             return
-        self.next_at = elapsed + self.rng.uniform(1.0, 3.0)
+        self.next_at = elapsed + self.rng.uniform(1.0, 3.0) * self.pace
         n = self.posted_pairs
         mo_id = self.mos[n * len(self.mos) // self.pairs]
         kg = round(self.rng.uniform(0.3, 0.9), 2)
@@ -266,6 +269,11 @@ def _table(summary: dict[str, Any], s: System, plan: Plan, chaos: Chaos, forger:
     return "\n".join(lines)
 
 
+def _pace(mos: int, events: int) -> float:
+    """Factor on the 1-3 s gaps (mean 2 s) that spreads `events` over the run's expected length, never below 1."""
+    return max(1.0, SECONDS_PER_MO * mos / events / 2.0)
+
+
 @pytest.mark.parametrize("mark_done", [False, True], ids=["mark_done_off", "mark_done_on"])
 def test_soak(
     mark_done: bool, seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, systems: list[System]
@@ -289,14 +297,21 @@ def test_soak(
         failures = max(6, mos // 6)
         chaos = Chaos(s, rng, mos)
         started = sorted(m["mo_id"] for m in s.odoo_state()["mos"] if m["state"] == "progress")
-        scale = Scale(s, rng, pairs, started)
+        scale = Scale(s, rng, pairs, started, _pace(mos, pairs))
 
         def step(elapsed: float) -> None:
             chaos.step(elapsed)
             scale.step(elapsed)
 
         plan = Plan(seed, mos, failures=failures, unreportable_every=UNREPORTABLE_EVERY)
-        drive(s, plan, budget_s=60 + mos * 4.0, step=step, failure_every=rng.uniform(1.0, 3.0), until=scale.done)
+        drive(
+            s,
+            plan,
+            budget_s=60 + mos * 4.0,
+            step=step,
+            failure_every=rng.uniform(1.0, 3.0) * _pace(mos, failures),
+            until=scale.done,
+        )
         chaos.clear_all()
         assert scale.done(), f"seed={seed}: the scale did not finish: {scale.posted_pairs}/{pairs} pairs"
         # An MO cancelled in Odoo just as it was written (inside RECHECK_S) is dosed, and Odoo refuses its report:
