@@ -4,7 +4,7 @@ by request id alone would apply it; ours must ignore it and act on the gateway's
 
 What it can do depends on the broker. The soak's broker is anonymous with no ACL, so the forger may read every
 command and publish onto every reply topic: more than the deployed ACL lets any user but the gateway do
-(deploy/mosquitto: only the gateway publishes under `{root}/reply/`). A forged reply that repeated the command
+(mosquitto/acl: only the gateway publishes under `{root}/reply/`). A forged reply that repeated the command
 and its arguments exactly is indistinguishable from the gateway's; only that ACL stops it, so it is not sent
 here: this checks the services' second line, the command-and-arguments match.
 
