@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import random
@@ -591,8 +592,11 @@ def _check_weighings(s: System, plan: Plan, plc: dict[str, Any], plc_log: str) -
     taken = Counter(a.content for a in acks)
     acked_unstored, doubled = taken - stored, stored - taken
     early: list[str] = []
+    same_again = 0  # the identity rule's hard case: a weighing identical to the one its item held before
     for item in {r.item for r in rows} | {a.item for a in acks}:
         mine = [r for r in rows if r.item == item]
+        content = [(r.mo_id, r.product_id, r.kg) for r in mine]
+        same_again += sum(1 for before, now in itertools.pairwise(content) if before == now)
         for r, a in zip(mine, [a for a in acks if a.item == item], strict=False):
             if (r.mo_id, r.product_id, f"{r.kg:.2f}") != a.content[1:] or a.at < r.received_at:
                 early.append(f"item {item}: PLC took {a} vs stored {r}")
@@ -622,6 +626,7 @@ def _check_weighings(s: System, plan: Plan, plc: dict[str, Any], plc_log: str) -
         "stored_kg": round(float(sum(w.kg for w in rows)), 2),
         "applied_kg": round(sum(booked.values()), 2),
         "mos": len(booked),
+        "same_item_again": same_again,
         "doubled": sum(doubled.values()),
         "acked_unstored": sum(acked_unstored.values()),
         "invalid_stored": len(invalid_stored),

@@ -257,6 +257,8 @@ def _table(summary: dict[str, Any], s: System, plan: Plan, chaos: Chaos, forger:
         "| failure events Odoo can never accept posted to Odoo | 0 |",
         f"| weighings posted by the PLC, valid + invalid | {w['posted']} + {w['posted_invalid']} |",
         f"| weighings stored / acked on the PLC / reported to Odoo | {w['stored']} / {w['acked']} / {w['reported']} |",
+        f"| - of them identical to the weighing their item held just before (a new weighing each) | "
+        f"{w['same_item_again']} |",
         f"| weighings applied in Odoo, kg booked on {w['mos']} MOs / kg stored | {w['applied_kg']:.2f} / "
         f"{w['stored_kg']:.2f} |",
         f"| weighings doubled / acked without storage / in attention | {w['doubled']} / {w['acked_unstored']} / "
