@@ -272,7 +272,8 @@ def _table(summary: dict[str, Any], s: System, plan: Plan, chaos: Chaos, forger:
 
 
 def _pace(mos: int, events: int) -> float:
-    """Factor on the 1-3 s gaps (mean 2 s) that spreads `events` over the run's expected length, never below 1."""
+    """Factor on the scale's 1-3 s gaps (drawn per pair, mean 2 s) that spreads `events` over the run's expected
+    length, never below 1. (Failure events have one fixed gap: at least the run's length / their number.)"""
     return max(1.0, SECONDS_PER_MO * mos / events / 2.0)
 
 
@@ -311,7 +312,7 @@ def test_soak(
             plan,
             budget_s=60 + mos * 4.0,
             step=step,
-            failure_every=rng.uniform(1.0, 3.0) * _pace(mos, failures),
+            failure_every=max(rng.uniform(1.0, 3.0), SECONDS_PER_MO * mos / failures),
             until=scale.done,
         )
         chaos.clear_all()
