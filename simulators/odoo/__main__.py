@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: the plant's recorded reply in ../shared/reference when it is there)",
     )
     p.add_argument("--extra-mos", type=int, default=0, help="generate N extra confirmed MOs")
+    p.add_argument(
+        "--started-mos", type=int, default=0, help="generate N more MOs already in progress (never dosed)"
+    )
     p.add_argument("--rng-seed", type=int, default=0)
     p.add_argument("--db", default="plant")
     p.add_argument("--login", default="admin")
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         seed=seed,
         extra_mos=args.extra_mos,
+        started_mos=args.started_mos,
         rng_seed=args.rng_seed,
         db=args.db,
         login=args.login,

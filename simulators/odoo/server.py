@@ -816,6 +816,7 @@ def build_simulator(
     *,
     seed: Path | None = DEFAULT_SEED,
     extra_mos: int = 0,
+    started_mos: int = 0,
     db: str = "plant",
     login: str = "admin",
     password: str = "admin",
@@ -834,6 +835,10 @@ def build_simulator(
     default_equipment(domain)
     if extra_mos:
         add_generated_mos(domain, extra_mos, rng_seed=rng_seed, consumption=consumption)
+    # MOs a person already started in Odoo (state progress): the planner takes confirmed MOs only, so these are
+    # never dosed, yet they take manual weighings (a soak books its hand weighings on them, MARK_DONE or not).
+    for mo in add_generated_mos(domain, started_mos, rng_seed=rng_seed + 1, consumption=consumption):
+        set_state(mo, "progress")
     return Simulator(
         db=db,
         users={login: User(login, password, 2, "Mitchell Admin" if login == "admin" else login, is_admin=True)},

@@ -2,9 +2,11 @@
 
 GET  /state                      slots (phase, mo_id, counters), failures, weighings, FINS counters, faults, mode
 GET  /memory?address=D6000&count=77
-POST /failure   {equipment?, description?}   queue an equipment failure (posted once the area is free)
+POST /failure   {equipment?, description?}   queue an equipment failure (posted once the area is free); absent =
+                 random; posted as asked otherwise: a code the map does not list and "" included
 POST /weighing  {mo_id, product_id, kg, batch?, item?}  queue a manual weighing (posted into a free item;
                  invalid content is posted as asked; the same content twice = two weighings in a row)
+POST /weighing/withdraw {item}               the operator withdraws the weighing still waiting in item (cleared)
 POST /faults    {drop, drop_reply, duplicate, delay_ms, wrong_sid, end_code, end_code_count, program_mode}
 POST /reboot    {armed?: false}              clear all memory (a fresh PLC holds W = 0)
 POST /arm                                    W = 1 on every active slot
@@ -83,6 +85,11 @@ def handle(sim: Simulator, method: str, path: str, query: dict[str, list[str]], 
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
             return sim.program.weighing.as_dict()
+        case "POST", "/weighing/withdraw":
+            try:
+                return sim.program.weighing.withdraw(int(doc["item"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BadRequest(f"withdraw needs the item of a waiting weighing: {exc}") from None
         case "POST", "/faults":
             try:
                 sim.faults.update(doc)

@@ -304,8 +304,16 @@ class PlcProgram:
     # ------------------------------------------------------------------ equipment failures
 
     def trigger_failure(self, equipment: str | None = None, description: str | None = None) -> None:
-        if equipment is not None and equipment not in self.map.equipment_codes:
-            raise ValueError(f"unknown equipment {equipment!r}")
+        """Queue a failure event; None = a random code / text. Anything the words can hold is posted as asked,
+        a code the memory map does not list and an empty description included: the plant's program can raise
+        both, and the gateway must park them, not lose them. Raises ValueError if the words cannot hold it."""
+        if equipment is not None:
+            if not equipment:
+                raise ValueError("the equipment code must not be empty")
+            try:
+                self._failure_words(equipment, description or "", self.clock())
+            except CodecError as exc:
+                raise ValueError(f"cannot post failure {equipment!r}/{description!r}: {exc}") from None
         self.failures.requested.append((equipment, description))
         self.failures.queued += 1
 
@@ -338,10 +346,24 @@ class PlcProgram:
         return flag == 1 or not any(words)
 
     def _post_failure(self, equipment: str | None, description: str | None) -> None:
-        layout = self.map.layout_of("failure")
-        code = equipment or self.rng.choice(self.map.equipment_codes)
-        text = description or self.rng.choice(FAILURE_DESCRIPTIONS)
+        code = equipment if equipment is not None else self.rng.choice(self.map.equipment_codes)
+        text = description if description is not None else self.rng.choice(FAILURE_DESCRIPTIONS)
         now = self.clock()
+        try:
+            words = self._failure_words(code, text, now)
+        except (CodecError, KeyError) as exc:
+            log.error("cannot post failure %s/%s: %s", code, text, exc)
+            return
+        self.memory.write(self.map.base_address("failure"), words)
+        self.failures.posted += 1
+        self.failures.waiting = True
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", now)
+        self.failures.last = {"equipment_code": code, "description": text, "timestamp": stamp}
+        log.warning("equipment failure posted: %s %s", code, text)
+
+    def _failure_words(self, code: str, text: str, now: time.struct_time) -> list[int]:
+        """The failure area's words for one event (flag 0); raises CodecError if a value does not fit."""
+        layout = self.map.layout_of("failure")
         values: dict[str, Any] = {
             "equipment_code": code,
             "description": text,
@@ -354,18 +376,9 @@ class PlcProgram:
             "status_read_data": 0,
         }
         words = [0] * layout.words
-        try:
-            for spec in layout.fields:
-                words[spec.offset : spec.end] = encode_field(spec, values[spec.name])
-        except (CodecError, KeyError) as exc:
-            log.error("cannot post failure %s/%s: %s", code, text, exc)
-            return
-        self.memory.write(self.map.base_address("failure"), words)
-        self.failures.posted += 1
-        self.failures.waiting = True
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", now)
-        self.failures.last = {"equipment_code": code, "description": text, "timestamp": stamp}
-        log.warning("equipment failure posted: %s %s", code, text)
+        for spec in layout.fields:
+            words[spec.offset : spec.end] = encode_field(spec, values[spec.name])
+        return words
 
     def state(self) -> dict[str, Any]:
         fs = self.failures

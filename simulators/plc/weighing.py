@@ -4,10 +4,11 @@ An operator weighs an additive by hand; the program puts MO (in the shared heade
 free item and sets its flag to 0. An item is free once its flag reads 1 (the gateway took it) or while it was
 never used (all zero), but a taken item is filled again only REFILL_S later: a hand weighing takes seconds,
 and the gateway's flag write and read-back take milliseconds. (An item refilled with identical content inside
-that window would be indistinguishable from our own flag write not landing: docs/architecture.md.) The header's MO is shared by all ten items, so a weighing for another MO waits until no
-item still waits with flag 0. Weighings are posted as asked, invalid ones included (tests need what a wrong
-entry at the scale looks like): the values are encoded without the map's limits, and an invalid item simply
-stays waiting, as it would on the real PLC until someone corrects it at the scale.
+that window would be indistinguishable from our own flag write not landing: docs/architecture.md.) The header's
+MO is shared by all ten items, so a weighing for another MO waits until no item still waits with flag 0.
+Weighings are posted as asked, invalid ones included (tests need what a wrong entry at the scale looks like):
+the values are encoded without the map's limits, and an invalid item stays waiting, as it would on the real
+PLC, until the operator withdraws it at the scale (`withdraw`: the program clears the item).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ class Weighing:
 class WeighingState:
     posted: int = 0
     acked: int = 0
+    withdrawn: int = 0
     requested: list[Weighing] = field(default_factory=list)
-    waiting: set[int] = field(default_factory=set)  # items posted by us whose flag still reads 0
+    waiting: dict[int, Weighing] = field(default_factory=dict)  # items posted by us whose flag still reads 0
     freed_at: dict[int, float] = field(default_factory=dict)  # item -> simulated time its flag read 1
     clock: float = 0.0  # simulated seconds since start
     last: dict[str, Any] | None = None
@@ -91,11 +93,19 @@ class WeighingProgram:
         s = self.state
         s.clock += dt * speed
         group = self.map.layout_of("manual_weighing").item_group
-        for item in sorted(s.waiting):
+        for item, w in sorted(s.waiting.items()):
             if self.memory.get(self.map.item_flag_address("manual_weighing", item)) == 1:
-                s.waiting.discard(item)
+                del s.waiting[item]
                 s.freed_at[item] = s.clock
                 s.acked += 1
+                # The per-weighing record the fault suite checks against the database (item and content).
+                log.info(
+                    "manual weighing acknowledged: item %d %s product %d %.2f kg",
+                    item,
+                    w.mo_id,
+                    w.product_id,
+                    w.kg,
+                )
         if (
             self.rate_per_hour > 0
             and self.products
@@ -169,10 +179,23 @@ class WeighingProgram:
         base = self.map.base_address("manual_weighing")
         self.memory.write(base, header)
         self.memory.write(base + group.item_offset(item), words)  # flag word 0 included: "a new weighing"
-        self.state.waiting.add(item)
+        self.state.waiting[item] = w
         self.state.posted += 1
-        self.state.last = {"item": item, "mo_id": w.mo_id, "product_id": w.product_id, "kg": w.kg}
+        self.state.last = _content(item, w)
         log.info("manual weighing posted: item %d %s product %d %.2f kg", item, w.mo_id, w.product_id, w.kg)
+
+    def withdraw(self, item: int) -> dict[str, Any]:
+        """The operator withdraws a weighing that still waits in `item` (a wrong entry at the scale): the
+        program clears the item, so it shows empty and is free again. Raises ValueError if nothing waits there."""
+        w = self.state.waiting.get(item)
+        if w is None or self.memory.get(self.map.item_flag_address("manual_weighing", item)) != 0:
+            raise ValueError(f"no weighing waits in item {item}")
+        group = self.map.layout_of("manual_weighing").item_group
+        self.memory.write(self.map.base_address("manual_weighing") + group.item_offset(item), [0] * group.stride)
+        del self.state.waiting[item]
+        self.state.withdrawn += 1
+        log.info("manual weighing withdrawn: item %d %s product %d %.2f kg", item, w.mo_id, w.product_id, w.kg)
+        return _content(item, w)
 
     def reboot(self) -> None:
         self.state.waiting.clear()
@@ -183,7 +206,13 @@ class WeighingProgram:
         return {
             "posted": s.posted,
             "acked": s.acked,
+            "withdrawn": s.withdrawn,
             "queued": len(s.requested),
             "waiting": sorted(s.waiting),
+            "waiting_items": [_content(item, w) for item, w in sorted(s.waiting.items())],
             "last": s.last,
         }
+
+
+def _content(item: int, w: Weighing) -> dict[str, Any]:
+    return {"item": item, "mo_id": w.mo_id, "product_id": w.product_id, "kg": w.kg}

@@ -420,6 +420,36 @@ def test_generated_mos_are_confirmed_and_realistic(odoo_sim: SimServer) -> None:
     assert {"silo101", "lq114"} <= codes and None in codes  # PLC01 components fall back to the MO equipment
 
 
+def test_started_mos_are_in_progress_never_listed_as_confirmed_and_take_consumption(
+    http: requests.Session,
+) -> None:
+    """--started-mos: MOs a person already started (progress): the planner's list (confirmed) never shows them,
+    yet material-consumption books on them (the soak's hand weighings)."""
+    with start_server(seed=None, extra_mos=2, started_mos=2) as sim:
+        s = requests.Session()
+        assert login(s, sim.url).status_code == 200
+        states = {m["mo_id"]: m["state"] for m in sim_state(sim.url)["mos"]}
+        assert sorted(states.values()) == ["confirmed", "confirmed", "progress", "progress"]
+        listed = result(rpc(s, sim.url, "/api/scada/mo-list-detailed", {"state": ["confirmed"], "limit": 0}))
+        started = sorted(m for m, st in states.items() if st == "progress")
+        assert not {m["mo_id"] for m in listed["data"]} & set(started), listed
+        booked = result(
+            rpc(
+                s,
+                sim.url,
+                "/api/scada/material-consumption",
+                {
+                    "equipment_id": "PLC01",
+                    "product_id": 600,
+                    "quantity": 0.7,
+                    "mo_id": started[0],
+                    "timestamp": "2026-01-01 00:00:00",
+                },
+            )
+        )
+        assert booked["applied_qty"] == pytest.approx(0.7), booked
+
+
 def test_cli_serves_over_http() -> None:
     """`odoo-sim --port P --extra-mos N` as a subprocess: login and the queue work, SIGTERM stops it."""
     import subprocess

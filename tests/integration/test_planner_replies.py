@@ -5,7 +5,11 @@ names is never applied."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.support.procs import wait_until
 from tests.support.system import ROOT, System
@@ -83,5 +87,45 @@ def test_a_reply_that_names_another_command_is_never_applied(tmp_path: Path) -> 
         wait_until(lambda: s.sql(acks), 15, what="the gateway's real ack reply applied")
         codes = [r.detail.get("code") for r in s.sql(acks)]
         assert "forged" not in codes and "acked" in codes, codes
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize(
+    ("command", "altered"),
+    [
+        ("ack_slot", lambda cmd: {"fingerprint": "0" * 16 if cmd["fingerprint"] != "0" * 16 else "1" * 16}),
+        ("write_batch", lambda cmd: {"batch": {**cmd["batch"], "quantity": cmd["batch"]["quantity"] + 1}}),
+    ],
+    ids=["ack_slot-other-fingerprint", "write_batch-other-quantity"],
+)
+def test_a_reply_that_echoes_other_arguments_of_the_same_slot_and_mo_is_never_applied(
+    tmp_path: Path, command: str, altered: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """Issue 10.9: every argument of the command is checked, not only its slot and MO: a reply to an ack of
+    another result of that slot (another fingerprint) or a write of other values must not be applied."""
+    s = System(
+        tmp_path, batch_seconds=0.5, extra_mos=1, odoo_args=["--seed", "none"], sim_args=["--delay-ms", "300"]
+    )
+    try:
+        _, cmd = s.watch.wait_for(lambda t, b: t == f"{ROOT}/cmd/{command}", 60)
+        args = {k: v for k, v in cmd.items() if k not in ("request_id", "reply_to", "expires_at")}
+        forged = {
+            "request_id": cmd["request_id"],
+            "command": command,
+            "args": {**args, **altered(cmd)},
+            "ok": True,
+            "code": "forged",
+            "message": "",
+        }
+        s.watch.publish(cmd["reply_to"], forged)  # first: the gateway answers after 300 ms of PLC latency
+        mo_id = cmd["mo_id"] if command == "ack_slot" else cmd["batch"]["mo_id"]
+        wait_until(
+            lambda: s.sql("SELECT 1 FROM mo_histories WHERE mo_id = :m AND status = 'completed'", m=mo_id),
+            30,
+            what="the batch completed on the real replies",
+        )
+        details = [r.detail for r in s.sql("SELECT detail FROM audit_event WHERE mo_id = :m", m=mo_id)]
+        assert not [d for d in details if "forged" in str(d)], details
     finally:
         s.stop()

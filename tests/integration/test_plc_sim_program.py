@@ -199,6 +199,59 @@ def test_failure_cycle_one_event_at_a_time(sim: SimHandle) -> None:
     assert failures["posted"] == 2 and failures["acked"] == 1 and failures["waiting"]
 
 
+def test_failure_events_odoo_can_never_accept_are_posted_as_asked(sim: SimHandle) -> None:
+    """The plant's program can raise an equipment code the map does not list, and an empty text: the simulator
+    posts both (the gateway must park them, not lose them)."""
+    flag = MAP.flag_address("failure")
+    sim.trigger_failure("mixer07", "JAM")
+    sim.trigger_failure("silo103", "")
+
+    async def scenario(c: FinsClient) -> None:
+        async def shows(code: str) -> bool:
+            return (await snapshot(c, "failure")).fields.get("equipment_code") == code
+
+        await wait_for(c, lambda: shows("mixer07"))
+        first = await snapshot(c, "failure")
+        assert first.valid and "not in the memory map" in first.fields["unreportable"], first
+        await c.write_words(flag, [1])
+        await wait_for(c, lambda: shows("silo103"))
+        second = await snapshot(c, "failure")
+        assert second.valid and second.fields["description"] == "", second
+        assert "description is empty" in second.fields["unreportable"]
+
+    run(sim, scenario)
+
+
+def test_a_wrong_weighing_waits_until_the_operator_withdraws_it(sim: SimHandle) -> None:
+    """A wrong entry at the scale stays on the PLC (flag 0, rejected by the decoder) until it is withdrawn:
+    then the item is empty and free, and the withdrawal is counted, not an acknowledgement."""
+    mo = "WH/MO/00042"
+    assert http(sim, "POST", "/weighing", {"mo_id": mo, "product_id": 0, "kg": 0.7})[0] == 200
+    wait_until_posted = time.monotonic() + 5
+    while not sim.state()["weighings"]["waiting"] and time.monotonic() < wait_until_posted:
+        time.sleep(0.02)
+    weighings = sim.state()["weighings"]
+    assert weighings["waiting_items"] == [{"item": 1, "mo_id": mo, "product_id": 0, "kg": 0.7}], weighings
+
+    async def rejected(c: FinsClient) -> None:
+        item = (await snapshot(c, "manual_weighing")).fields["items"][0]
+        assert not item["valid"] and not item["empty"] and item["status_manual_weigh_read"] == 0, item
+
+    run(sim, rejected)
+    assert http(sim, "POST", "/weighing/withdraw", {"item": 2})[0] == 400  # nothing waits there
+    status, withdrawn = http(sim, "POST", "/weighing/withdraw", {"item": 1})
+    assert status == 200 and withdrawn == {"item": 1, "mo_id": mo, "product_id": 0, "kg": 0.7}
+
+    async def emptied(c: FinsClient) -> None:
+        item = (await snapshot(c, "manual_weighing")).fields["items"][0]
+        assert item["empty"] and item["valid"], item
+
+    run(sim, emptied)
+    weighings = sim.state()["weighings"]
+    assert (weighings["posted"], weighings["acked"], weighings["withdrawn"], weighings["waiting"]) == (1, 0, 1, [])
+    assert http(sim, "POST", "/weighing/withdraw", {"item": 1})[0] == 400  # once only
+
+
 def test_reboot_clears_memory_and_arm_restores_w(sim: SimHandle) -> None:
     sim.write_memory(100, [1, 2, 3])
     sim.reboot(armed=False)
@@ -298,5 +351,6 @@ def test_control_api(sim: SimHandle) -> None:
     assert http(sim, "POST", "/faults", {"drop": 2})[0] == 400
     assert http(sim, "POST", "/faults", {"nonsense": 1})[0] == 400
     assert http(sim, "POST", "/words", {"address": 32767, "words": [1, 2]})[0] == 400
-    assert http(sim, "POST", "/failure", {"equipment": "silo999"})[0] == 400
+    assert http(sim, "POST", "/failure", {"equipment": ""})[0] == 400
+    assert http(sim, "POST", "/failure", {"equipment": "x" * 17})[0] == 400  # more than its 8 words hold
     assert http(sim, "GET", "/nowhere")[0] == 404
