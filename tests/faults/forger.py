@@ -24,10 +24,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from shared.mqtt.payloads import PayloadError, command_args, parse_command
-from shared.mqtt.topics import GATEWAY_COMMANDS
+from shared.mqtt.payloads import CommandBase, PayloadError, command_args, parse_command
 from tests.support.system import System
 
+# Every gateway command model by its name (each carries the name of its topic, cmd/<command>).
+COMMAND_MODELS = {model.command: model for model in CommandBase.__subclasses__()}
 FORGED = "forged"
 VARIANTS = ("other_command", "other_args", "no_args")
 
@@ -54,7 +55,7 @@ def forged_reply(
     """`args` are the command's arguments as the gateway echoes them; the forged reply never echoes them all."""
     reply: dict[str, Any] = {"request_id": request_id, "command": command, "args": args}
     if variant == "other_command":
-        reply["command"] = rng.choice([c for c in GATEWAY_COMMANDS if c != command])
+        reply["command"] = rng.choice([c for c in COMMAND_MODELS if c != command])
     elif variant == "other_args":
         reply["args"] = _altered(args, rng) if args else {"slot": 1}
     else:
@@ -88,8 +89,8 @@ class Forger:
         try:
             # The arguments exactly as the gateway echoes them (envelope fields such as ts and source are not
             # arguments: a reply that differed only there would be a correct echo, not a forgery).
-            cmd = parse_command(command, msg.payload)
-        except PayloadError:
+            cmd = parse_command(COMMAND_MODELS[command], msg.payload)
+        except (KeyError, PayloadError):
             return
         if not cmd.reply_to or not cmd.request_id:
             return
