@@ -40,6 +40,8 @@ COPY alembic.ini ./
 COPY migrations ./migrations
 # The broker's password-file tool (run as the one-shot `mqtt-passwd` service) and the ACL it installs.
 COPY mosquitto/make_passwd.py mosquitto/acl ./mosquitto/
+# The gateway's state directory, owned by the app user so a new named volume mounted here inherits that.
+RUN mkdir -p /var/lib/plc_gateway && chown edge:edge /var/lib/plc_gateway
 
 USER edge:edge
 

@@ -58,6 +58,7 @@ def run(poll_ms: int, samples: int, tmp: Path) -> None:
             "PLC_PORT": str(sim_port),
             "PLC_NODE": "1",
             "GATEWAY_NODE": "10",
+            "GATEWAY_STATE_DIR": str(tmp / f"gateway-state-{poll_ms}"),
             "POLL_INTERVAL_MS": str(poll_ms),
             "LOG_LEVEL": "WARNING",
             "MQTT_CLIENT_ID": f"gw-bench-{poll_ms}",

@@ -137,6 +137,7 @@ def run_case(case: Case, samples: int, tmp: Path) -> dict[str, Any]:
             "PLC_PORT": str(sim_port),
             "PLC_NODE": "1",
             "GATEWAY_NODE": "10",
+            "GATEWAY_STATE_DIR": str(tmp / f"gateway-state-{tag}"),
             "PLC_SLOTS": str(case.slots),
             "POLL_MODE": case.poll_mode,
             "POLL_INTERVAL_MS": str(POLL_MS),

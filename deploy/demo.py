@@ -477,6 +477,11 @@ class Ports:
     console: int
 
 
+def gateway_state_dir(cfg: DemoConfig) -> Path:
+    """The gateway's own durable state (its weighing-flag journal), kept across demo runs like a real box's."""
+    return cfg.demo_dir / "gateway-state"
+
+
 def service_environment(
     cfg: DemoConfig,
     ports: Ports,
@@ -496,6 +501,7 @@ def service_environment(
         "PLC_PORT": str(ports.plc),
         "PLC_NODE": "1",
         "GATEWAY_NODE": "10",
+        "GATEWAY_STATE_DIR": str(gateway_state_dir(cfg)),
         "PLC_SLOTS": str(cfg.slots),
         "PLC_SIM_CONTROL_PORT": str(ports.plc_control),
         "PLC_SIM_SPEED": str(cfg.speed),

@@ -69,7 +69,7 @@ HOUSEKEEPING = "housekeeping"
 HEALTH_PORTS = len(SERVICES) + 1
 # Settings holding a path: a relative value in the env file is relative to that file, not to wherever
 # supervisord happens to start the program.
-_PATH_KEYS = re.compile(r"^(.*_FILE|PLC_MAP|ODOO_CA_BUNDLE)$")
+_PATH_KEYS = re.compile(r"^(.*_FILE|PLC_MAP|ODOO_CA_BUNDLE|GATEWAY_STATE_DIR)$")
 # Per-user broker passwords (make_passwd.py's inputs): each program gets only its own, as MQTT_PASSWORD[_FILE].
 _PER_USER_PASSWORD = re.compile(r"^MQTT_PASSWORD_[A-Z0-9_]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")

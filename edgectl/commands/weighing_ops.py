@@ -1,5 +1,5 @@
 """Operator actions on a manual weighing parked for a person: ``edgectl weighing-retry ID`` and
-``edgectl weighing-give-up ID`` (the rules and row changes are shared.db.operator_actions, which the console runs
+``edgectl weighing-acked ID`` and ``edgectl weighing-give-up ID`` (the rules and row changes are shared.db.operator_actions, which the console runs
 too).
 
 A weighing goes to attention when Odoo cannot take it as it is (MO done or cancelled, product not a component of
@@ -8,7 +8,10 @@ Odoo the operator hands it back to failure_monitor, which decides an unknown ear
 consumption stored before it) and posts only if that post was not applied. A weighing Odoo booked only in part
 is already reported and is never handed back (a re-post would double the booked part): the rest is booked in
 Odoo by hand, then the weighing is given up (closed). Giving up an unbooked weighing means the gateway never
-posts it. Every change is audited (actor `operator`, the OS user in the detail).
+posts it. A weighing parked before its acknowledgement (the gateway cannot know whether its flag write landed
+and the item shows the same content again) is decided from the scale's log: one weighing -> weighing-retry
+(acknowledged again), two identical ones -> weighing-acked (the next one is stored from the item). Every change
+is audited (actor `operator`, the OS user in the detail).
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from edgectl.commands import EXIT_OK
 from edgectl.db import session_factory
 from edgectl.errors import Refused
 from edgectl.operator import ACTOR, os_user, wake
-from shared.db.operator_actions import ActionRefused, ActionResult, give_up_weighing, retry_weighing
+from shared.db.operator_actions import (
+    ActionRefused,
+    ActionResult,
+    acked_weighing,
+    give_up_weighing,
+    retry_weighing,
+)
 from shared.db.session import transaction
 from shared.mqtt.events import WeighingEvent
 from shared.mqtt.payloads import utc_now
@@ -36,6 +45,13 @@ def register(sub: Any) -> None:
     r.add_argument("weighing_id", metavar="ID", type=int, help="the weighing's id (see `edgectl weighings`)")
     connection.add_arguments(r)
     r.set_defaults(func=run_retry)
+    a: argparse.ArgumentParser = sub.add_parser(
+        "weighing-acked",
+        help="a weighing parked with an unknown acknowledgement was taken by the PLC (the scale shows two)",
+    )
+    a.add_argument("weighing_id", metavar="ID", type=int, help="the weighing's id (see `edgectl weighings`)")
+    connection.add_arguments(a)
+    a.set_defaults(func=run_acked)
     g: argparse.ArgumentParser = sub.add_parser(
         "weighing-give-up",
         help="close a manual weighing in attention for good (never posted again; book the rest in Odoo by hand)",
@@ -58,14 +74,22 @@ def _act(
 
 
 def run_retry(args: argparse.Namespace) -> int:
+    return _act_and_wake(args, retry_weighing, "weighing-retry")
+
+
+def run_acked(args: argparse.Namespace) -> int:
+    return _act_and_wake(args, acked_weighing, "weighing-acked")
+
+
+def _act_and_wake(args: argparse.Namespace, action: Callable[..., ActionResult], name: str) -> int:
     conn = connection.resolve(args)
     broker = conn.broker()  # settings checked before the database is changed
-    result = _act(conn, args, retry_weighing)
+    result = _act(conn, args, action)
     assert result.event_id is not None
     event = WeighingEvent(
         ts=utc_now(), source="edgectl", event="retry", weighing_id=int(result.subject), event_id=result.event_id
     )
-    wake(broker, conn.topics.weighing_events, event.wire(), "weighing-retry", "failure_monitor")
+    wake(broker, conn.topics.weighing_events, event.wire(), name, "failure_monitor")
     return EXIT_OK
 
 

@@ -43,6 +43,7 @@ from shared.db.models import MoBatch, MoHistory
 from shared.db.operator_actions import (
     ActionRefused,
     ActionResult,
+    acked_weighing,
     actions_for,
     actions_for_weighing,
     cancel_batch,
@@ -78,6 +79,7 @@ ACTION_LABELS = {
     "cancel": "Cancel / give up",
     "failure_retry": "Retry the failure report",
     "weighing_retry": "Retry: hand back to failure_monitor",
+    "weighing_acked": "Acked: the PLC took it (the scale shows two)",
     "weighing_give_up": "Give up: book the rest in Odoo by hand",
     "arm": "Arm the slot",
 }
@@ -86,13 +88,15 @@ DB_ACTIONS: dict[str, Callable[..., ActionResult]] = {
     "cancel": cancel_batch,
     "failure_retry": retry_failure,
     "weighing_retry": retry_weighing,
+    "weighing_acked": acked_weighing,
     "weighing_give_up": give_up_weighing,
 }
 DONE_TEXT = {
     "retry": "Retried: odoo_sync reports it again.",
     "cancel": "Cancelled and archived.",
     "failure_retry": "Handed back to failure_monitor.",
-    "weighing_retry": "Retried: failure_monitor reports the weighing again.",
+    "weighing_retry": "Retried: failure_monitor reports the weighing again (or acknowledges it again).",
+    "weighing_acked": "Recorded as acknowledged: failure_monitor reports it; the item's weighing is the next one.",
     "weighing_give_up": "Given up: the gateway never posts it again; book what is missing in Odoo by hand.",
     "arm": "Arm request answered by the gateway.",
 }

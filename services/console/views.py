@@ -312,6 +312,8 @@ def weighing_status(
 ) -> tuple[str, Tone]:
     """One manual weighing's state as a word and a tone (the row's columns in, no I/O)."""
     if attention_reason is not None:
+        if not acked:
+            return "ATTENTION: did the PLC take it?", "bad"
         return ("ATTENTION: booked in part" if reported else "ATTENTION"), "bad"
     if not acked:
         return "stored, not acked on the PLC", "warn"

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,6 +58,17 @@ from .weighing_rules import (
 log = logging.getLogger("failure_monitor.weighing")
 ACTOR = "failure_monitor"
 ACK_TTL_S = 30.0  # expires_at of an ack (ack_failure and ack_weighing): a late gateway must not act on it
+OUTCOME_UNKNOWN = "outcome_unknown"  # ack_weighing's reply code, kept as ack_code while a person decides
+
+
+@dataclass(frozen=True)
+class StoredWeighing:
+    """The unacknowledged row of a pending weighing: what its ack names and whether it may be sent."""
+
+    row_id: int
+    stored_at: dt.datetime
+    parked: bool
+    ack_code: str | None
 
 
 class WeighingMetrics:
@@ -94,14 +106,34 @@ class WeighingFlow:
     def on_snapshot(self, snap: WeighingSnapshot) -> None:
         weighings, shown = weighings_from_snapshot(snap, self.items)
         self._note_taken_on_plc(shown)
+        in_flight = {ack.event_id for ack in self.commands.in_flight(AckWeighing)}
         for w in weighings:
-            self._store(w)
-            if w.event_id not in {ack.event_id for ack in self.commands.in_flight(AckWeighing)}:
-                ack = AckWeighing(request_id=self.commands.new_request_id(), item=w.item, event_id=w.event_id)
-                self.commands.send(ack, self._on_ack_reply)
+            stored = self._store(w)
+            if stored is None or stored.parked or w.event_id in in_flight:
+                continue  # a parked ack waits for a person (edgectl weighing-retry / weighing-acked)
+            lost = stored.ack_code == OUTCOME_UNKNOWN  # a person said the earlier write never landed
+            ack = AckWeighing(
+                request_id=self.commands.new_request_id(),
+                item=w.item,
+                event_id=w.event_id,
+                weighing_id=stored.row_id,
+                stored_at=stored.stored_at,
+                earlier_write_lost=lost,
+            )
+            if lost:
+                # Said once, by this request only: should its own write end unknown too, a later request asks
+                # without it and a person decides again (the gateway never lets it cover a write it made).
+                with transaction(self.db) as session:
+                    session.execute(
+                        update(ManualWeighing)
+                        .where(ManualWeighing.id == stored.row_id, ManualWeighing.acked_at.is_(None))
+                        .values(ack_code=None)
+                    )
+            self.commands.send(ack, self._on_ack_reply)
 
-    def _store(self, w: PendingWeighing) -> None:
-        """Insert unless an unacknowledged row with this content id exists (then it is the same weighing)."""
+    def _store(self, w: PendingWeighing) -> StoredWeighing | None:
+        """Insert unless an unacknowledged row with this content id exists (then it is the same weighing);
+        either way the unacknowledged row the ack is for."""
         with transaction(self.db) as session:
             row_id = session.execute(
                 insert(ManualWeighing)
@@ -128,6 +160,14 @@ class WeighingFlow:
                     product_id=w.product_id,
                     kg=str(w.kg),
                 )
+            row = session.execute(
+                select(
+                    ManualWeighing.id,
+                    ManualWeighing.received_at,
+                    ManualWeighing.attention_reason,
+                    ManualWeighing.ack_code,
+                ).where(ManualWeighing.event_id == w.event_id, ManualWeighing.acked_at.is_(None))
+            ).first()
         if row_id is not None:
             self.metrics.stored.inc()
             log.info(
@@ -137,6 +177,9 @@ class WeighingFlow:
             self._announce(
                 "stored", row_id, w.event_id, item=w.item, mo_id=w.mo_id, product_id=w.product_id, kg=float(w.kg)
             )
+        if row is None:
+            return None  # acknowledged meanwhile by another replica: the next snapshot shows what is left
+        return StoredWeighing(row.id, row.received_at, row.attention_reason is not None, row.ack_code)
 
     def _note_taken_on_plc(self, shown: list[ItemOnPlc]) -> None:
         """Acks the PLC's memory proves but whose reply never reached us (we restarted after sending it): the
@@ -160,6 +203,9 @@ class WeighingFlow:
                     code = "superseded_on_plc"
                 else:
                     continue
+                if row.ack_code == OUTCOME_UNKNOWN:
+                    # PLC memory settled what a person was asked to decide.
+                    row.attention_reason, row.attention_at = None, None
                 row.acked_at, row.ack_code = now(), code
                 audit(
                     session,
@@ -178,6 +224,9 @@ class WeighingFlow:
 
     def _on_ack_reply(self, ack: AckWeighing, reply: CommandReply) -> None:
         self.metrics.acked.labels(reply.code).inc()
+        if reply.code == OUTCOME_UNKNOWN:
+            self._park_unknown_ack(ack, reply.message)
+            return
         if not reply.ok:
             # The next snapshot decides: the same weighing pending again -> ack again; taken -> noted.
             log.warning(
@@ -189,7 +238,7 @@ class WeighingFlow:
         with transaction(self.db) as session:
             row = session.scalars(
                 select(ManualWeighing)
-                .where(ManualWeighing.event_id == ack.event_id, ManualWeighing.acked_at.is_(None))
+                .where(ManualWeighing.id == ack.weighing_id, ManualWeighing.acked_at.is_(None))
                 .with_for_update()
             ).first()
             if row is not None:
@@ -205,6 +254,29 @@ class WeighingFlow:
         if acked is not None:
             self._announce("acked", acked, ack.event_id, item=ack.item, code=reply.code)
             self.reporter.wake()
+
+    def _park_unknown_ack(self, ack: AckWeighing, detail: str) -> None:
+        """The gateway cannot tell whether its earlier flag write for this weighing landed (it stopped between
+        the write and the read-back, and the item shows the same content with flag 0 again): one weighing or
+        two identical ones. Guessing would lose or double one, so the row waits, unacknowledged, for a person."""
+        reason = f"acknowledgement unknown: {detail}"
+        with transaction(self.db) as session:
+            row = session.get(ManualWeighing, ack.weighing_id, with_for_update=True)
+            if row is None or row.acked_at is not None:
+                return
+            row.ack_code, row.attention_reason, row.attention_at = OUTCOME_UNKNOWN, reason, now()
+            audit(
+                session,
+                actor=ACTOR,
+                action="weighing_attention",
+                mo_id=row.mo_id,
+                event_id=ack.event_id,
+                weighing_id=row.id,
+                reason=reason,
+            )
+        self.metrics.attention.inc()
+        log.error("weighing ack needs a person", extra={"weighing_id": ack.weighing_id, "reason": reason})
+        self._announce("attention", ack.weighing_id, ack.event_id, reason=reason)
 
     def on_event(self, event: WeighingEvent) -> None:
         if event.event == "retry":  # an operator handed a parked weighing back

@@ -44,12 +44,13 @@ from .plc_diag import PlcDiagnostics
 from .publisher import SnapshotTracker, snapshot_message
 from .settings import GatewaySettings
 from .turns import CommandsFirst
+from .weighing_journal import JournalError, WeighingJournal
 
 log = logging.getLogger("plc_gateway")
 SERVICE = "plc_gateway"
 MAX_BACKOFF_S = 2.0
 # Replies not cached by request id: a resend of the same request runs again (see handle()).
-RUN_AGAIN_CODES = frozenset({"plc_unreachable", "plc_error"})
+RUN_AGAIN_CODES = frozenset({"plc_unreachable", "plc_error", "gateway_error"})
 
 
 C = TypeVar("C", bound=CommandBase)
@@ -75,16 +76,22 @@ def _table(*commands: GatewayCommand[Any]) -> dict[str, GatewayCommand[Any]]:
     return {c.model.command: c for c in commands}
 
 
-# The gateway's one command table: name (from the model) -> payload model -> handshake. The topics it
-# subscribes come from here; COMMAND_SENDERS (who may send each, shared/mqtt/topics.py) must name exactly these.
-COMMANDS = _table(
-    GatewayCommand(WriteBatch, handshake.write_batch),
-    GatewayCommand(AckSlot, handshake.ack_slot),
-    GatewayCommand(AckFailure, handshake.ack_failure),
-    GatewayCommand(AckWeighing, handshake.ack_weighing),
-    GatewayCommand(Arm, handshake.arm),
-    GatewayCommand(ReadArea, handshake.read_area),
-)
+def command_table(journal: WeighingJournal) -> dict[str, GatewayCommand[Any]]:
+    """The gateway's one command table: name (from the model) -> payload model -> handshake. The topics it
+    subscribes come from here; COMMAND_SENDERS (who may send each, shared/mqtt/topics.py) must name exactly
+    these. ack_weighing also needs the weighing journal (weighing_journal.py)."""
+
+    async def ack_weighing(io: PlcIO, m: MemoryMap, cmd: AckWeighing) -> Reply:
+        return await handshake.ack_weighing(io, m, cmd, journal)
+
+    return _table(
+        GatewayCommand(WriteBatch, handshake.write_batch),
+        GatewayCommand(AckSlot, handshake.ack_slot),
+        GatewayCommand(AckFailure, handshake.ack_failure),
+        GatewayCommand(AckWeighing, ack_weighing),
+        GatewayCommand(Arm, handshake.arm),
+        GatewayCommand(ReadArea, handshake.read_area),
+    )
 
 
 def load_map(settings: GatewaySettings) -> MemoryMap:
@@ -105,12 +112,16 @@ class Gateway:
         self.last_error: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._commands: asyncio.Queue[Message] = asyncio.Queue()
+        try:
+            self.commands = command_table(WeighingJournal(settings.gateway_state_dir))
+        except JournalError as exc:
+            raise ConfigError(str(exc)) from exc
         self.link = MqttLink(
             address=settings.broker(),
             client_id=settings.client_id(SERVICE),
             status_topic=self.topics.gateway_status,
             source=SERVICE,
-            routes=[Route(self.topics.cmd(name), self._commands.put_nowait) for name in COMMANDS],
+            routes=[Route(self.topics.cmd(name), self._commands.put_nowait) for name in self.commands],
             deliver=self._to_loop,
             on_connected=self._on_connected,
             birth=self._status_body(),
@@ -306,9 +317,9 @@ class Gateway:
     async def handle(self, msg: Message) -> None:
         name = msg.topic.rsplit("/", 1)[-1]
         try:
-            if name not in COMMANDS:
+            if name not in self.commands:
                 raise PayloadError("unknown_command", f"unknown command {name!r}")
-            cmd, run = COMMANDS[name].parse(msg.payload)
+            cmd, run = self.commands[name].parse(msg.payload)
         except PayloadError as exc:
             self._reply(name, request_id_of(msg.payload), None, Reply(False, exc.code, str(exc)))
             return
@@ -341,6 +352,10 @@ class Gateway:
         try:
             async with self.turns.command():  # the poll and diagnostics wait while this command runs
                 return await run(self.fins, self.map)
+        except JournalError as exc:
+            # The disk under GATEWAY_STATE_DIR failed: no weighing is acknowledged without its journal entry.
+            log.error("weighing journal failed", extra={"error": str(exc)})
+            return Reply(False, "gateway_error", str(exc))
         except WriteNotAllowed as exc:
             log.error("write outside the memory map refused", extra={"error": str(exc)})
             return Reply(False, "not_allowed", str(exc))

@@ -17,6 +17,8 @@ from shared.plc.fingerprint import result_fingerprint
 from shared.plc.memory_map import AreaName, MemoryMap
 from shared.plc.snapshot import BatchCommand, Snapshot, decode_area, encode_batch_command
 
+from .weighing_journal import ItemWrite, WeighingJournal, weighing_key
+
 WRITE_ATTEMPTS = 4  # a write_batch or flag write is sent again only on proof that the earlier one did not land
 
 
@@ -26,6 +28,11 @@ class PlcIO(Protocol):
     async def read_multiple(self, addresses: Sequence[int]) -> list[int]: ...
 
     async def write_words(self, address: int, words: Sequence[int]) -> None: ...
+
+
+class FlagNotTaken(FinsTimeout):
+    """No reply to any flag write, and a read after each showed the verified content still pending: proof
+    that none landed (a plain FinsTimeout from a read proves nothing)."""
 
 
 class WriteNotAllowed(Exception):
@@ -108,7 +115,7 @@ async def write_flag_verified(
         if not timed_out:
             return Reply(False, "mismatch", f"{label} reads 0 after writing 1")
         if attempt == WRITE_ATTEMPTS:
-            raise FinsTimeout(
+            raise FlagNotTaken(
                 f"{label}: no reply to {WRITE_ATTEMPTS} flag writes, the PLC still shows 0", attempts=attempt
             )
     raise AssertionError("unreachable")
@@ -260,9 +267,11 @@ def _item_content(m: MemoryMap, words: Sequence[int], item: int) -> tuple[int, .
     )
 
 
-async def ack_weighing(io: PlcIO, m: MemoryMap, cmd: AckWeighing) -> Reply:
+async def ack_weighing(io: PlcIO, m: MemoryMap, cmd: AckWeighing, journal: WeighingJournal) -> Reply:
     """Flag = 1 on one manual-weighing item, only while it holds the stored weighing `event_id` with flag 0;
-    the same never-blind rule as every other flag (write_flag_verified)."""
+    the same never-blind rule as every other flag (write_flag_verified), plus the journal: an item's content
+    says nothing about which of two identical weighings it is, so what the gateway did earlier for this stored
+    weighing (`cmd.weighing_id` and `stored_at`) decides a repeated ack (weighing_journal.py)."""
     if "manual_weighing" not in m.areas:
         return Reply(False, "not_mapped", "the memory map has no manual_weighing area")
     count = m.layout_of("manual_weighing").item_group.count
@@ -279,6 +288,25 @@ async def ack_weighing(io: PlcIO, m: MemoryMap, cmd: AckWeighing) -> Reply:
     if held["status_manual_weigh_read"] == 1:
         return Reply(True, "already_acked", f"weighing {cmd.event_id} in item {cmd.item} was already acknowledged")
     content = _item_content(m, snap.words, cmd.item)
+    weighing = weighing_key(cmd.weighing_id, cmd.stored_at)
+    earlier = journal.last_write(cmd.item)
+    if earlier is not None and earlier.weighing == weighing:
+        if earlier.state == "taken":
+            return Reply(
+                True,
+                "already_acked",
+                f"the flag of item {cmd.item} was written and read back for weighing {cmd.weighing_id} before; "
+                "the item now holds the next weighing (same content)",
+            )
+        # An operator's "that write was lost" covers the write they judged, never one this same ack made since.
+        if not cmd.earlier_write_lost or earlier.request_id == cmd.request_id:
+            return Reply(
+                False,
+                "outcome_unknown",
+                f"the gateway stopped between writing item {cmd.item}'s flag for weighing {cmd.weighing_id} and "
+                "reading it back, and the item again holds that content with flag 0: either the write never "
+                "landed (one weighing) or the scale refilled the item identically (two); a person decides",
+            )
     header = m.layout_of("manual_weighing").item_group.offset
 
     async def reread() -> tuple[FlagState, str]:
@@ -298,8 +326,16 @@ async def ack_weighing(io: PlcIO, m: MemoryMap, cmd: AckWeighing) -> Reply:
             return "pending", "0"
         return "changed", str(item["status_manual_weigh_read"]) if item["valid"] else "invalid data"
 
-    if failed := await write_flag_verified(io, m, m.item_flag_address("manual_weighing", cmd.item), label, reread):
-        return failed
+    # Written ahead of the flag: from here on a restart cannot take this content with flag 0 for "not written".
+    journal.record(cmd.item, ItemWrite(weighing, content, "intent", cmd.request_id))
+    try:
+        failed = await write_flag_verified(io, m, m.item_flag_address("manual_weighing", cmd.item), label, reread)
+    except FlagNotTaken:
+        journal.record(cmd.item, earlier)  # every read after every write showed it pending: nothing landed
+        raise
+    if failed:
+        return failed  # the intent stays: a mismatch proves nothing either way
+    journal.record(cmd.item, ItemWrite(weighing, content, "taken", cmd.request_id))
     return Reply(True, "acked", f"weighing {cmd.event_id} in item {cmd.item} acknowledged (flag=1)")
 
 

@@ -30,6 +30,7 @@ class GatewaySettings(ServiceSettings, PlantClockSettings):
     poll_mode: Literal["area", "slot"] = Field(
         default="area", description="area: one read per mapped area; slot: one per slot block (comparison only)"
     )
+    gateway_state_dir: Path = Field(description="the gateway's own durable state (the weighing-flag journal)")
     plc_map: Path = DEFAULT_MAP_PATH
     plc_slots: int | None = Field(default=None, ge=1, le=99, description="overrides the map's active_slots")
     poll_interval_ms: int = Field(default=500, ge=20, le=60000)

@@ -3,7 +3,7 @@ console share.
 
 Pure part: `batch_actions()` / `weighing_actions()` say which actions fit a row in a given state and why the
 others do not; the console shows only those buttons and both front ends refuse the rest with the same reason.
-Shell part: `cancel_batch`, `retry_batch`, `retry_failure`, `retry_weighing`, `give_up_weighing` lock the row
+Shell part: `cancel_batch`, `retry_batch`, `retry_failure`, `retry_weighing`, `acked_weighing`, `give_up_weighing` lock the row
 (SELECT ... FOR UPDATE, so they cannot race mo_planner, odoo_sync or failure_monitor), check the same rules, and
 change it only with an audit_event row (shared.db.repo `move`, `archive`, `audit`) naming the actor the caller
 gives (edgectl: `operator`, the console: `operator:<login>`). The caller owns the transaction and sends the MQTT
@@ -30,7 +30,7 @@ RETRYABLE_ORIGINS = frozenset({BatchState.FINISHED, BatchState.FAILED, BatchStat
 
 BatchAction = Literal["retry", "cancel"]
 BATCH_ACTIONS: tuple[BatchAction, ...] = ("retry", "cancel")
-WeighingAction = Literal["weighing_retry", "weighing_give_up"]
+WeighingAction = Literal["weighing_retry", "weighing_acked", "weighing_give_up"]
 # A failure event id is a hex hash; an operator may give a prefix, long enough to be unambiguous in practice.
 MIN_EVENT_PREFIX = 6
 
@@ -190,28 +190,48 @@ def retry_failure(s: Session, event_prefix: str, *, actor: str, via: str, **deta
 
 
 def weighing_actions(
-    weighing_id: int, attention_reason: str | None, reported: bool, applied_kg: Decimal | None, kg: Decimal
+    weighing_id: int,
+    attention_reason: str | None,
+    reported: bool,
+    applied_kg: Decimal | None,
+    kg: Decimal,
+    acked: bool = True,
 ) -> Mapping[WeighingAction, str | None]:
     """For each weighing action: None when allowed, else why it is refused (pure, no I/O).
 
     Retry hands a weighing in attention back to failure_monitor (after the cause was fixed in Odoo); it decides
     an unknown earlier post first and posts only if that post was not applied. Never for a weighing Odoo
     booked, even in part: a re-post would double the booked part. Give up closes a weighing in attention for
-    good: the gateway never posts it again, and whatever is missing is booked in Odoo by hand."""
+    good: the gateway never posts it again, and whatever is missing is booked in Odoo by hand.
+
+    A weighing parked before its acknowledgement (the gateway cannot know whether its flag write landed, and
+    the item shows the same content again) needs the answer the scale's log gives: one weighing -> retry (the
+    write is taken as lost and sent again); two identical ones -> acked (the PLC took the flag; the item's
+    content is stored as the next weighing). Giving it up would leave the item waiting on the PLC."""
     if attention_reason is None:
         refused = f"weighing {weighing_id} is not in attention (reported: {reported})"
-        return {"weighing_retry": refused, "weighing_give_up": refused}
+        return {"weighing_retry": refused, "weighing_acked": refused, "weighing_give_up": refused}
+    if not acked:
+        return {
+            "weighing_retry": None,
+            "weighing_acked": None,
+            "weighing_give_up": f"weighing {weighing_id} still waits on the PLC: first decide whether the PLC "
+            "took its flag (weighing-acked) or not (weighing-retry)",
+        }
     retry = (
         f"weighing {weighing_id} is booked in Odoo ({applied_kg} of {kg} kg): a retry would post it again; "
         "book the rest in Odoo by hand"
         if reported
         else None
     )
-    return {"weighing_retry": retry, "weighing_give_up": None}
+    acked_refused = f"weighing {weighing_id} is already acknowledged on the PLC"
+    return {"weighing_retry": retry, "weighing_acked": acked_refused, "weighing_give_up": None}
 
 
 def actions_for_weighing(row: ManualWeighing) -> Mapping[WeighingAction, str | None]:
-    return weighing_actions(row.id, row.attention_reason, row.reported_at is not None, row.applied_kg, row.kg)
+    return weighing_actions(
+        row.id, row.attention_reason, row.reported_at is not None, row.applied_kg, row.kg, row.acked_at is not None
+    )
 
 
 def _locked_weighing(s: Session, weighing_id: int | str) -> ManualWeighing:
@@ -226,7 +246,8 @@ def _locked_weighing(s: Session, weighing_id: int | str) -> ManualWeighing:
 
 
 def retry_weighing(s: Session, weighing_id: int | str, *, actor: str, via: str, **detail: Any) -> ActionResult:
-    """Hand a weighing in attention, not booked in Odoo, back to failure_monitor, which reports it again."""
+    """Hand a weighing in attention, not booked in Odoo, back to failure_monitor, which reports it again; or,
+    parked before its acknowledgement, acknowledges it again (its earlier flag write is taken as lost)."""
     row = _locked_weighing(s, weighing_id)
     refused = actions_for_weighing(row)["weighing_retry"]
     if refused:
@@ -243,9 +264,40 @@ def retry_weighing(s: Session, weighing_id: int | str, *, actor: str, via: str, 
         **detail,
     )
     row.attention_reason, row.attention_at, row.next_attempt_at = None, None, None
+    message = (
+        f"weighing {row.id}: back to failure_monitor; it reports it again (an unknown earlier post first)"
+        if row.acked_at is not None
+        # ack_code stays outcome_unknown: the next ack says the earlier write is to be taken as lost.
+        else f"weighing {row.id}: the earlier flag write is taken as lost; failure_monitor acknowledges it again"
+    )
+    return ActionResult(str(row.id), message, wake="weighing", event_id=row.event_id)
+
+
+def acked_weighing(s: Session, weighing_id: int | str, *, actor: str, via: str, **detail: Any) -> ActionResult:
+    """A weighing parked before its acknowledgement was taken by the PLC after all (the scale shows a second,
+    identical weighing): record the acknowledgement; failure_monitor reports it and stores the item's content
+    as the next weighing."""
+    row = _locked_weighing(s, weighing_id)
+    refused = actions_for_weighing(row)["weighing_acked"]
+    if refused:
+        raise ActionRefused(refused)
+    audit(
+        s,
+        actor=actor,
+        action="weighing_acked",
+        mo_id=row.mo_id,
+        event_id=row.event_id,
+        weighing_id=row.id,
+        previous=row.attention_reason,
+        code="operator_acked",
+        via=via,
+        **detail,
+    )
+    row.acked_at, row.ack_code = now(), "operator_acked"
+    row.attention_reason, row.attention_at, row.next_attempt_at = None, None, None
     return ActionResult(
         str(row.id),
-        f"weighing {row.id}: back to failure_monitor; it reports it again (an unknown earlier post first)",
+        f"weighing {row.id}: recorded as acknowledged on the PLC; failure_monitor reports it",
         wake="weighing",
         event_id=row.event_id,
     )

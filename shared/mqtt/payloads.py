@@ -66,6 +66,19 @@ RequestId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-
 ReplyTo = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^#+\x00]+$")]
 
 
+def aware_time(v: Any, name: str) -> Any:
+    """An ISO-8601 string -> an aware datetime (the models are strict: they take no string otherwise)."""
+    if isinstance(v, str):
+        try:
+            parsed = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{name} must be ISO-8601") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{name} needs a timezone (UTC)")
+        return parsed
+    return v
+
+
 class CommandBase(BaseModel):
     """A gateway command; `command` (the name in its topic `cmd/<command>`) is set by each subclass."""
 
@@ -81,15 +94,7 @@ class CommandBase(BaseModel):
     @field_validator("expires_at", mode="before")
     @classmethod
     def _parse_time(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            try:
-                parsed = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError("expires_at must be ISO-8601") from None
-            if parsed.tzinfo is None:
-                raise ValueError("expires_at needs a timezone (UTC)")
-            return parsed
-        return v
+        return aware_time(v, "expires_at")
 
     def expired(self, now: dt.datetime | None = None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or utc_now())
@@ -148,6 +153,17 @@ class AckWeighing(CommandBase):
     command = "ack_weighing"
     item: Annotated[int, Field(ge=1, le=99)]
     event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+    # The stored row this ack is for (id and insert time, so a database restored from a dump, which hands out
+    # the same ids again, never matches an older row): the gateway's journal tells identical weighings apart.
+    weighing_id: Annotated[int, Field(ge=1)]
+    stored_at: dt.datetime
+    # An operator decided that an earlier flag write of unknown outcome for this weighing never landed.
+    earlier_write_lost: bool = False
+
+    @field_validator("stored_at", mode="before")
+    @classmethod
+    def _parse_stored_at(cls, v: Any) -> Any:
+        return aware_time(v, "stored_at")
 
 
 class Arm(CommandBase):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Who may send each gateway command (the gateway's command table, services/plc_gateway/app.py COMMANDS, names
+# Who may send each gateway command (the gateway's command table, services/plc_gateway/app.py command_table, names
 # exactly these): the broker's ACL lets only these users publish it, and the gateway
 # answers only on the sender's own reply prefix (`{root}/reply/{sender}`), which only that user may read. A
 # reply can therefore never be steered onto another sender's topic (e.g. a read_area reply onto the planner's).

@@ -15,6 +15,7 @@ import os
 import random
 import re
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -327,6 +328,57 @@ def plc_failure_acks(plc_log: str) -> list[tuple[str, str, str]]:
     """(code, text, PLC local time) of every failure event the PLC saw acknowledged (F = 1)."""
     found = re.findall(r"equipment failure acknowledged: ([^|\n]*)\|([^|\n]*)\|([0-9: -]{19})", plc_log)
     return [(code, text, stamp) for code, text, stamp in found]
+
+
+class ScaleLogReader:
+    """The person at the scale for weighings parked because nobody can know whether the PLC took their flag
+    (the gateway stopped between the write and its read-back, and an identical weighing is in the item now;
+    docs/architecture.md "A weighing's flag write is journalled"). They decide from the scale's log, here
+    plc-sim's: more weighings of that item and content taken on the PLC than acknowledged rows -> the PLC took
+    it (`edgectl weighing-acked`); otherwise the write was lost (`edgectl weighing-retry`). Runs in its own
+    thread for the whole soak, as a person would look now and then."""
+
+    def __init__(self, s: System, every_s: float = 2.0) -> None:
+        self.s, self.every_s = s, every_s
+        self.decided: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scale-log-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.decide()
+            except (sa.exc.OperationalError, OSError) as exc:  # the chaos restarts PostgreSQL too
+                self.errors.append(str(exc))
+
+    def decide(self) -> None:
+        parked = self.s.sql(
+            "SELECT id, item, mo_id, product_id, kg FROM manual_weighing "
+            "WHERE acked_at IS NULL AND ack_code = 'outcome_unknown' AND attention_reason IS NOT NULL"
+        )
+        if not parked:
+            return
+        taken = Counter(a.content for a in plc_weighing_acks(self.s.procs["plc-sim"].log()))
+        acked = Counter(
+            (r.item, r.mo_id, r.product_id, f"{r.kg:.2f}")
+            for r in self.s.sql(
+                "SELECT item, mo_id, product_id, kg FROM manual_weighing WHERE acked_at IS NOT NULL"
+            )
+        )
+        for row in parked:
+            content = (row.item, row.mo_id, row.product_id, f"{row.kg:.2f}")
+            action = "weighing-acked" if taken[content] > acked[content] else "weighing-retry"
+            done = self.s.edgectl(action, str(row.id))
+            if done.returncode == 0:
+                self.decided[action] += 1
+            else:
+                self.errors.append(f"{action} {row.id}: {done.stderr.strip()}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from tests.faults.conftest import (
     SERVICES,
     WEIGHED_PRODUCT,
     Plan,
+    ScaleLogReader,
     check_invariants,
     drive,
     reason_kind,
@@ -223,7 +224,15 @@ def _attention_by_reason(s: System, mos: list[str], chaos: Chaos) -> Counter[str
     return out
 
 
-def _table(summary: dict[str, Any], s: System, plan: Plan, chaos: Chaos, forger: Forger, mark_done: bool) -> str:
+def _table(
+    summary: dict[str, Any],
+    s: System,
+    plan: Plan,
+    chaos: Chaos,
+    forger: Forger,
+    mark_done: bool,
+    scale_log: ScaleLogReader,
+) -> str:
     hist = s.sql("SELECT status, count(*) FROM mo_histories GROUP BY status")
     by_status = dict(hist)
     archived_twice = s.sql(
@@ -263,6 +272,8 @@ def _table(summary: dict[str, Any], s: System, plan: Plan, chaos: Chaos, forger:
         f"{w['stored_kg']:.2f} |",
         f"| weighings doubled / acked without storage / in attention | {w['doubled']} / {w['acked_unstored']} / "
         f"{w['attention']} |",
+        f"| weighing acks of unknown outcome decided by a person from the scale's log (PLC took it / write lost) | "
+        f"{scale_log.decided['weighing-acked']} / {scale_log.decided['weighing-retry']} |",
         f"| invalid weighings stored / acked / withdrawn at the scale | {w['invalid_stored']} / {w['invalid_acked']} / "
         f"{w['withdrawn']} |",
         f"| forged replies sent / refused while their request waited (service logs) / applied | {forger.total()} / "
@@ -296,6 +307,7 @@ def test_soak(
     )
     systems.append(s)
     forger = Forger(s, ROOT, seed + 1)
+    scale_log = ScaleLogReader(s)
     try:
         failures = max(6, mos // 6)
         chaos = Chaos(s, rng, mos)
@@ -330,10 +342,12 @@ def test_soak(
             cancelled_in_odoo=frozenset(chaos.cancelled),
         )
         wait_drained(s, plan, timeout=120)
+        scale_log.stop()
         summary = check_invariants(s, plan)
-        print(_table(summary, s, plan, chaos, forger, mark_done))
+        print(_table(summary, s, plan, chaos, forger, mark_done, scale_log))
     finally:
         forger.stop()
+        scale_log.stop()
     assert set(summary["attention"]) <= chaos.scaled | chaos.cancelled, f"seed={seed}: {summary}"
     assert summary["completed"] + summary["cancelled"] + len(summary["attention"]) == mos, (
         f"seed={seed}: {summary}"

@@ -182,6 +182,7 @@ def test_env_example_documents_every_setting() -> None:
         "PLC_NETWORK",
         "PLC_UNIT",
         "GATEWAY_NODE",
+        "GATEWAY_STATE_DIR",
         "FINS_LOCAL_PORT",
         "FINS_TIMEOUT_MS",
         "FINS_RETRIES",

@@ -65,6 +65,7 @@ class Plant:
             "PLC_PORT": str(self.sim_port),
             "PLC_NODE": "1",
             "GATEWAY_NODE": "10",
+            "GATEWAY_STATE_DIR": str(tmp / "gateway-state"),
             "POLL_INTERVAL_MS": str(poll_ms),
             "HEALTH_PORT": str(self.health_port),
             "HEARTBEAT_S": "2",

@@ -103,6 +103,7 @@ def system(tmp_path: Path) -> Iterator[Running]:
                 "PLC_HOST": "127.0.0.1",
                 "PLC_PORT": str(free_port(2)),
                 "PLC_NODE": "1",
+                "GATEWAY_STATE_DIR": str(tmp_path / "gateway-state"),
                 "PLC_SLOTS": "1",
                 "PLC_SIM_CONTROL_PORT": str(plc_control),
                 "POLL_INTERVAL_MS": "100",

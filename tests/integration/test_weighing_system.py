@@ -6,8 +6,8 @@ item is rejected, never stored or acknowledged, and visible."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +19,7 @@ from shared.odoo.client import OdooClient
 from shared.odoo.settings import OdooSettings
 from shared.plc.memory_map import load_memory_map
 from tests.support.messages import weighing_area
-from tests.support.procs import console, wait_until
+from tests.support.procs import wait_until
 from tests.support.system import ROOT, System
 
 MAP = load_memory_map()
@@ -170,9 +170,7 @@ def test_odoo_outage_keeps_the_scale_working_and_a_lost_reply_never_double_count
 
 
 def edgectl(s: System, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "MQTT_", "EDGECTL_"))}
-    env.update(MQTT_URL=s.env["MQTT_URL"], MQTT_TOPIC_ROOT=ROOT, DATABASE_URL=s.env["DATABASE_URL"])
-    return subprocess.run([console("edgectl"), *args], capture_output=True, text=True, timeout=60, env=env)
+    return s.edgectl(*args)
 
 
 def restart_monitor(s: System, **env: str) -> None:
@@ -267,3 +265,93 @@ def test_kill9_of_the_worker_before_the_ack_and_during_the_odoo_post_loses_and_d
     assert consumed(plant, mo, CACO3) == before + Decimal("1.05")  # decided from Odoo's state: not posted again
     assert item_flag(plant, 7) == 1
     assert len(rows(plant)) == 1
+
+
+def gateway_online(s: System) -> bool:
+    return s._healthy(s.health_ports["plc_gateway"])
+
+
+def restart_gateway(s: System, **env: str) -> None:
+    s.procs["plc_gateway"].terminate()
+    s.env.update(env)
+    s.start_service("plc_gateway")
+    wait_until(lambda: gateway_online(s), 20, what="gateway up")
+
+
+def test_a_gateway_restarted_after_its_flag_write_never_acks_the_next_identical_weighing(plant: System) -> None:
+    """The one loss of the 1,000-MO soak (seed 20261202): the gateway wrote item 3's flag and was killed before
+    its reply left; the scale put an identical weighing into the item; the restarted gateway got the same ack
+    again, saw "the verified content with flag 0" and acknowledged the second weighing, which nobody stored.
+    The test is the sender here (failure_monitor is stopped), so the reply is lost exactly when it should be."""
+    plant.procs["failure_monitor"].terminate()
+    mo = an_mo_with(plant, CACO3)
+    weighing = {"mo_id": mo, "product_id": CACO3, "kg": 1.5, "item": 3}
+    start = plant.watch.mark()
+    plant.plc("POST", "/weighing", weighing)
+    plant.plc("POST", "/weighing", weighing)  # the same again: the PLC puts it into item 3 once that is free
+    _, snap = plant.watch.wait_for(
+        lambda t, b: t == f"{ROOT}/plc/weighing" and b["fields"]["items"][2]["pending"], 10, since=start
+    )
+    ack = {
+        "request_id": "failure_monitor-lost-reply",
+        "item": 3,
+        "event_id": snap["fields"]["items"][2]["event_id"],
+        "stored_at": "2026-12-02T08:00:00+00:00",
+    }
+    first = plant.watch.request(f"{ROOT}/cmd/ack_weighing", {**ack, "weighing_id": 1})
+    assert (first["ok"], first["code"]) == (True, "acked"), first["message"]
+    plant.procs["plc_gateway"].kill9()  # the sender never read that reply
+
+    wait_until(
+        lambda: plant.plc_state()["weighings"]["posted"] == 2 and item_flag(plant, 3) == 0, 15, what="refilled"
+    )
+    plant.start_service("plc_gateway")
+    wait_until(lambda: gateway_online(plant), 20, what="gateway up")
+    again = plant.watch.request(f"{ROOT}/cmd/ack_weighing", {**ack, "weighing_id": 1}, timeout=20)
+    assert (again["ok"], again["code"]) == (True, "already_acked"), again
+    assert plant.plc_state()["weighings"]["acked"] == 1 and item_flag(plant, 3) == 0  # the second one waits
+
+    second = plant.watch.request(
+        f"{ROOT}/cmd/ack_weighing", {**ack, "request_id": "failure_monitor-second", "weighing_id": 2}
+    )
+    assert (second["ok"], second["code"]) == (True, "acked"), second
+    assert plant.plc_state()["weighings"]["acked"] == 2 and item_flag(plant, 3) == 1
+
+
+def test_a_gateway_killed_between_flag_write_and_read_back_leaves_the_decision_to_a_person(plant: System) -> None:
+    """Killed after the PLC took the flag and before the read-back, then an identical weighing in the item:
+    nobody can tell one weighing from two, so the row is parked unacknowledged (no second flag write, no
+    guess); the operator reads the scale's log (two weighings) and says so; both are then booked once."""
+    mo = an_mo_with(plant, CACO3)
+    before = consumed(plant, mo, CACO3)
+    # Writes land on the PLC but their replies never come back, and the gateway waits long for them.
+    restart_gateway(plant, FINS_TIMEOUT_MS="8000")
+    plant.plc("POST", "/faults", {"drop_write_reply": 1.0})
+    weighing = {"mo_id": mo, "product_id": CACO3, "kg": 1.5, "item": 8}
+    plant.plc("POST", "/weighing", weighing)
+    plant.plc("POST", "/weighing", weighing)
+    wait_until(lambda: plant.plc_state()["weighings"]["acked"] == 1, 15, what="the flag taken by the PLC")
+    plant.procs["plc_gateway"].kill9()  # still waiting for the write's reply: no read-back happened
+    plant.plc("POST", "/faults", {"drop_write_reply": 0.0})
+    wait_until(
+        lambda: plant.plc_state()["weighings"]["posted"] == 2 and item_flag(plant, 8) == 0, 15, what="refilled"
+    )
+    plant.env["FINS_TIMEOUT_MS"] = "1000"
+    plant.start_service("plc_gateway")
+
+    wait_until(lambda: any(r.attention_reason for r in rows(plant)), 40, what="parked for a person")
+    [parked] = rows(plant)
+    assert parked.acked_at is None and "acknowledgement unknown" in parked.attention_reason
+    time.sleep(3.0)  # resends and snapshots go on meanwhile: none may write the flag again
+    assert plant.plc_state()["weighings"]["acked"] == 1 and item_flag(plant, 8) == 0
+    give_up = edgectl(plant, "weighing-give-up", str(parked.id))
+    assert give_up.returncode != 0 and "still waits on the PLC" in give_up.stderr
+
+    acked = edgectl(plant, "weighing-acked", str(parked.id))  # the scale's log shows two weighings
+    assert acked.returncode == 0, acked.stderr
+    wait_until(lambda: len([r for r in rows(plant) if r.reported_at]) == 2, 40, what="both reported")
+    first, second = rows(plant)
+    assert first.id == parked.id and first.applied_kg == second.applied_kg == Decimal("1.50")
+    assert first.attention_reason is None and second.attention_reason is None
+    assert plant.plc_state()["weighings"]["acked"] == 2 and item_flag(plant, 8) == 1
+    assert consumed(plant, mo, CACO3) == before + Decimal("3.00")

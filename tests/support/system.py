@@ -111,6 +111,7 @@ class System:
             "PLC_PORT": str(self.sim_port),
             "PLC_NODE": "1",
             "GATEWAY_NODE": "10",
+            "GATEWAY_STATE_DIR": str(tmp / "gateway-state"),
             "PLC_SLOTS": str(slots),
             "POLL_INTERVAL_MS": "100",
             "SYNC_SWEEP_S": "5",
@@ -170,6 +171,12 @@ class System:
 
     def completed(self) -> int:
         return int(self.sql("SELECT count(*) FROM mo_histories WHERE status = 'completed'")[0][0])
+
+    def edgectl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The operator CLI against this system's broker and database."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "MQTT_", "EDGECTL_"))}
+        env.update(MQTT_URL=self.env["MQTT_URL"], MQTT_TOPIC_ROOT=ROOT, DATABASE_URL=self.env["DATABASE_URL"])
+        return subprocess.run([console("edgectl"), *args], capture_output=True, text=True, timeout=60, env=env)
 
     def logs(self) -> str:
         return "\n".join(f"===== {n}\n{p.log()[-6000:]}" for n, p in self.procs.items())

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,14 +17,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.plc_gateway import handshake
-from services.plc_gateway.app import COMMANDS
+from services.plc_gateway.app import command_table
 from services.plc_gateway.handshake import WriteNotAllowed, guarded_write
+from services.plc_gateway.weighing_journal import WeighingJournal
 from shared.mqtt.payloads import MAX_COMMAND_BYTES, AckSlot, CommandBase, PayloadError, WriteBatch, parse_command
 from shared.mqtt.topics import COMMAND_SENDERS
 from shared.plc.memory_map import load_memory_map, with_active_slots
 
 MAP = with_active_slots(load_memory_map(), 10)
 RANGES = MAP.writable_ranges()
+
+# Parsing only: the journal of a table nobody runs stays empty.
+COMMANDS = command_table(WeighingJournal(Path(tempfile.mkdtemp(prefix="journal-"))))
 
 
 class RecordingIO:

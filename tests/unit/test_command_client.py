@@ -3,18 +3,26 @@ accepts. Replies are built as the gateway builds them (echoed command and argume
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from services.plc_gateway.app import COMMANDS
+from services.plc_gateway.app import command_table
+from services.plc_gateway.weighing_journal import WeighingJournal
 from shared.mqtt.commands import CommandClient
 from shared.mqtt.payloads import AckFailure, AckWeighing, Arm, BatchPayload, CommandReply, WriteBatch, command_args
 from shared.mqtt.topics import Topics
 
 TOPICS = Topics("scada/t")
+STORED_AT = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
+
+# Parsing only: the journal of a table nobody runs stays empty.
+COMMANDS = command_table(WeighingJournal(Path(tempfile.mkdtemp(prefix="journal-"))))
 
 
 class Wire:
@@ -97,7 +105,7 @@ def test_only_the_reply_that_answers_request_command_and_arguments_settles_it() 
     wire = Wire()
     c = client(wire)
     settled: list[tuple[AckWeighing, CommandReply]] = []
-    ack = AckWeighing(request_id=c.new_request_id(), item=3, event_id="ab12")
+    ack = AckWeighing(request_id=c.new_request_id(), item=3, event_id="ab12", weighing_id=8, stored_at=STORED_AT)
     c.send(ack, lambda cmd, reply: settled.append((cmd, reply)))
     body = wire.sent[0]
     assert not c.on_reply(reply_to(body, request_id="someone-else"))
@@ -115,7 +123,7 @@ def test_only_the_reply_that_answers_request_command_and_arguments_settles_it() 
 def test_forget_stops_waiting_and_in_flight_filters_by_type() -> None:
     c = client(Wire())
     ack = AckFailure(request_id="r1", event_id="ab")
-    weigh = AckWeighing(request_id="r2", item=1, event_id="cd")
+    weigh = AckWeighing(request_id="r2", item=1, event_id="cd", weighing_id=9, stored_at=STORED_AT)
     c.send(ack, lambda cmd, reply: None)
     c.send(weigh, lambda cmd, reply: None)
     assert c.in_flight(AckFailure) == [ack] and c.in_flight(AckWeighing) == [weigh]

@@ -118,6 +118,10 @@ def test_weighing_states_in_words() -> None:
     assert views.weighing_status(False, False, None, None, kg) == ("stored, not acked on the PLC", "warn")
     assert views.weighing_status(True, False, None, None, kg) == ("waiting for Odoo", "warn")
     assert views.weighing_status(True, False, "MO done", None, kg) == ("ATTENTION", "bad")
+    assert views.weighing_status(False, False, "ack unknown", None, kg) == (
+        "ATTENTION: did the PLC take it?",
+        "bad",
+    )
     assert views.weighing_status(True, True, "short", Decimal("1.00"), kg) == ("ATTENTION: booked in part", "bad")
     assert views.weighing_status(True, True, None, Decimal("2.50"), kg) == ("booked", "ok")
     closed = views.weighing_status(True, True, None, Decimal("0.00"), kg)
@@ -127,7 +131,11 @@ def test_weighing_states_in_words() -> None:
 def test_weighing_actions_fit_the_state() -> None:
     kg = Decimal("2.50")
     parked = weighing_actions(7, "MO done", False, None, kg)
-    assert parked == {"weighing_retry": None, "weighing_give_up": None}
+    assert parked["weighing_retry"] is None and parked["weighing_give_up"] is None
+    assert "already acknowledged" in str(parked["weighing_acked"])
+    unacked = weighing_actions(7, "acknowledgement unknown", False, None, kg, acked=False)
+    assert unacked["weighing_retry"] is None and unacked["weighing_acked"] is None
+    assert "still waits on the PLC" in str(unacked["weighing_give_up"])
     part = weighing_actions(7, "short", True, Decimal("1.00"), kg)
     assert part["weighing_give_up"] is None and "a retry would post it again" in str(part["weighing_retry"])
     done = weighing_actions(7, None, True, kg, kg)

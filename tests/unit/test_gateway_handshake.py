@@ -5,10 +5,16 @@ that never lands is a mismatch. (Found by the fault suite: a fast PLC turned an 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import random
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
 
 from services.plc_gateway import handshake
+from services.plc_gateway.weighing_journal import ItemWrite, JournalError, WeighingJournal, weighing_key
 from shared.fins.errors import FinsTimeout
 from shared.mqtt.payloads import AckFailure, AckSlot, AckWeighing, Arm
 from shared.plc.fingerprint import result_fingerprint
@@ -286,9 +292,25 @@ def _post_weighing(plc: InProcessPlc, **doc: object) -> None:
     plc.program.scan(0.0)
 
 
-def _ack(plc: InProcessPlc, item: int, event_id: object) -> handshake.Reply:
-    cmd = AckWeighing(request_id="w1", item=item, event_id=str(event_id))
-    return asyncio.run(handshake.ack_weighing(plc, MAP, cmd))
+def _ack(
+    plc: InProcessPlc,
+    item: int,
+    event_id: object,
+    journal: WeighingJournal | None = None,
+    weighing_id: int = 1,
+    earlier_write_lost: bool = False,
+    request_id: str = "w1",
+) -> handshake.Reply:
+    cmd = AckWeighing(
+        request_id=request_id,
+        item=item,
+        event_id=str(event_id),
+        weighing_id=weighing_id,
+        stored_at=STORED_AT,
+        earlier_write_lost=earlier_write_lost,
+    )
+    journal = journal or WeighingJournal(Path(tempfile.mkdtemp(prefix="journal-")))
+    return asyncio.run(handshake.ack_weighing(plc, MAP, cmd, journal))
 
 
 def test_ack_weighing_sets_only_that_items_flag() -> None:
@@ -351,3 +373,113 @@ def test_a_changed_header_alone_never_counts_as_taken() -> None:
     reply = _ack(plc, 1, event_id)
     assert (reply.ok, reply.code) == (False, "mismatch"), reply.message
     assert _flag_writes(plc) == 1
+
+
+# ---------------------------------------------------------------- the weighing-flag journal (issue 14, soak seed 20261202)
+
+
+STORED_AT = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
+
+
+def _key(weighing_id: int, stored_at: dt.datetime = STORED_AT) -> str:
+    return weighing_key(weighing_id, stored_at)
+
+
+def _item_content(plc: InProcessPlc, item: int) -> tuple[int, ...]:
+    snap = asyncio.run(handshake.read_snapshot(plc, MAP, "manual_weighing"))
+    return handshake._item_content(MAP, snap.words, item)
+
+
+def test_a_repeated_ack_after_a_gateway_restart_never_takes_the_next_identical_weighing(tmp_path: Path) -> None:
+    """The 1,000-MO soak's one loss: the gateway wrote item 3's flag and was killed before its reply left; the
+    scale put an identical weighing into the item; the restarted gateway got the ack again, saw "the verified
+    content with flag 0" and acknowledged the second weighing, which nobody stored. The journal answers from
+    what the gateway did for that stored row instead."""
+    plc = InProcessPlc()
+    _post_weighing(plc, item=3)
+    _post_weighing(plc, item=3)  # the operator weighs the same again; the PLC queues it until item 3 is free
+    event_id = _weighing(plc, 3)["event_id"]
+    first = _ack(plc, 3, event_id, WeighingJournal(tmp_path), weighing_id=41)
+    assert (first.ok, first.code) == (True, "acked"), first.message
+    plc.program.scan(3.0)  # the second, identical weighing appears in item 3 (flag 0)
+    assert _weighing(plc, 3)["pending"] and _weighing(plc, 3)["event_id"] == event_id
+
+    restarted = WeighingJournal(tmp_path)  # a new gateway process reads the journal from disk
+    again = _ack(plc, 3, event_id, restarted, weighing_id=41)
+    assert (again.ok, again.code) == (True, "already_acked"), again.message
+    assert _flag_writes(plc) == 1 and _weighing(plc, 3)["pending"]  # the second weighing was not touched
+    assert plc.program.weighing.state.acked == 1
+
+    second = _ack(plc, 3, event_id, restarted, weighing_id=42)  # its own stored row: acknowledged normally
+    assert (second.ok, second.code) == (True, "acked"), second.message
+    assert plc.program.weighing.state.acked == 2
+
+
+def test_a_row_id_handed_out_again_after_a_database_restore_never_matches_the_journal(tmp_path: Path) -> None:
+    """A database restored from a dump gives the next weighing an id the journal has seen: the insert time
+    tells them apart, so the new row's ack writes the flag instead of being answered `already_acked`."""
+    plc = InProcessPlc()
+    _post_weighing(plc, item=1)
+    journal = WeighingJournal(tmp_path)
+    journal.record(1, ItemWrite(_key(41, STORED_AT - dt.timedelta(days=1)), _item_content(plc, 1), "taken", "w0"))
+    reply = _ack(plc, 1, _weighing(plc, 1)["event_id"], journal, weighing_id=41)
+    assert (reply.ok, reply.code) == (True, "acked"), reply.message
+    assert plc.program.weighing.state.acked == 1
+
+
+def test_a_write_without_its_read_back_and_the_same_content_again_is_left_to_a_person(tmp_path: Path) -> None:
+    """Stopped between writing the flag and reading it back: if the item shows that content with flag 0 again,
+    one weighing (the write never landed) and two identical ones cannot be told apart: outcome_unknown, no
+    write. The item showing flag 1 settles it; an operator's "the write was lost" lets it be written."""
+    plc = InProcessPlc()
+    _post_weighing(plc, item=2)
+    event_id = _weighing(plc, 2)["event_id"]
+    journal = WeighingJournal(tmp_path)
+    journal.record(2, ItemWrite(_key(7), _item_content(plc, 2), "intent", "w0"))
+
+    unknown = _ack(plc, 2, event_id, WeighingJournal(tmp_path), weighing_id=7)
+    assert (unknown.ok, unknown.code) == (False, "outcome_unknown"), unknown.message
+    assert plc.writes == []
+
+    # The operator's "that write was lost" covers the write of w0, never one its own ack made: interrupted
+    # again (intent of w2, same content), a resend of w2 is undecidable again.
+    journal.record(2, ItemWrite(_key(7), _item_content(plc, 2), "intent", "w2"))
+    again = _ack(
+        plc, 2, event_id, WeighingJournal(tmp_path), weighing_id=7, earlier_write_lost=True, request_id="w2"
+    )
+    assert (again.ok, again.code) == (False, "outcome_unknown") and plc.writes == []
+
+    lost = _ack(
+        plc, 2, event_id, WeighingJournal(tmp_path), weighing_id=7, earlier_write_lost=True, request_id="w3"
+    )
+    assert (lost.ok, lost.code) == (True, "acked"), lost.message
+    assert WeighingJournal(tmp_path).last_write(2) == ItemWrite(_key(7), _item_content(plc, 2), "taken", "w3")
+    assert _ack(plc, 2, event_id, WeighingJournal(tmp_path), weighing_id=7).code == "already_acked"
+
+
+def test_a_flag_write_proven_not_to_land_leaves_no_intent_behind(tmp_path: Path) -> None:
+    """Every write timed out and every read after it showed the weighing still pending: nothing landed, so a
+    later ack (after a restart) writes normally instead of parking the weighing for a person."""
+    plc = InProcessPlc(lose_write_requests=handshake.WRITE_ATTEMPTS)
+    _post_weighing(plc, item=1)
+    event_id = _weighing(plc, 1)["event_id"]
+    with pytest.raises(handshake.FlagNotTaken):
+        _ack(plc, 1, event_id, WeighingJournal(tmp_path), weighing_id=5)
+    assert WeighingJournal(tmp_path).last_write(1) is None
+    retried = _ack(plc, 1, event_id, WeighingJournal(tmp_path), weighing_id=5)
+    assert (retried.ok, retried.code) == (True, "acked"), retried.message
+
+
+def test_the_journal_survives_a_restart_and_refuses_a_damaged_file(tmp_path: Path) -> None:
+    journal = WeighingJournal(tmp_path / "state")
+    journal.record(4, ItemWrite(_key(9), (1, 2, 3), "intent", "r1"))
+    journal.record(4, ItemWrite(_key(9), (1, 2, 3), "taken", "r1"))
+    journal.record(5, ItemWrite(_key(10), (4,), "intent", "r2"))
+    journal.record(5, None)
+    assert WeighingJournal(tmp_path / "state").last_write(4) == ItemWrite(_key(9), (1, 2, 3), "taken", "r1")
+    assert WeighingJournal(tmp_path / "state").last_write(5) is None
+    assert not list((tmp_path / "state").glob("*.tmp"))
+    for damaged in ("{not json", '{"version": 2, "items": {}}', '{"version": 1, "items": {"4": {"state": "x"}}}'):
+        (tmp_path / "state" / "weighing_flags.json").write_text(damaged)
+        with pytest.raises(JournalError, match="unreadable"):
+            WeighingJournal(tmp_path / "state")
