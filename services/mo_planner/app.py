@@ -19,6 +19,7 @@ from shared.config import ConfigError
 from shared.db.batch_state import BatchState
 from shared.db.repo import state_counts
 from shared.mqtt.client import Message, Route
+from shared.mqtt.status import StatusDetails
 from shared.odoo.client import OdooClient
 from shared.plc.memory_map import MemoryMap, MemoryMapError, load_memory_map, with_active_slots
 from shared.service import MqttWorker
@@ -54,7 +55,7 @@ class Planner(MqttWorker[PlannerSettings]):
                 Route(topics.plc_read("+"), self._on_snapshot),
                 Route(topics.plc_write("+"), self._on_snapshot),
             ],
-            birth={"slots": memory_map.active_slots},
+            birth=StatusDetails(slots=memory_map.active_slots),
             command_ttl_s=settings.command_ttl_s,
             command_resend_s=settings.command_timeout_s,
         )
