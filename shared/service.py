@@ -41,6 +41,7 @@ from shared.health import readiness, start_health_server
 from shared.logging import register_secret, setup_logging
 from shared.mqtt.client import Delivery, Message, MqttLink, Route, json_object
 from shared.mqtt.commands import CommandClient
+from shared.mqtt.status import StatusDetails
 from shared.settings import RuntimeSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -319,7 +320,7 @@ class MqttWorker(Worker[W]):
         settings: W,
         *,
         routes: list[Route],
-        birth: dict[str, Any],
+        birth: StatusDetails,
         command_ttl_s: float | None = None,
         command_resend_s: float | None = None,
     ) -> None:
@@ -341,7 +342,7 @@ class MqttWorker(Worker[W]):
             status_topic=self.topics.svc_status(self.service),
             source=self.service,
             routes=routes,
-            birth={"version": __version__, **birth},
+            birth=birth.model_copy(update={"version": __version__}),
             inbox=inbox,
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -24,12 +25,13 @@ from edgectl.db import session_factory
 from edgectl.errors import Unreachable
 from edgectl.output import to_json, when
 from shared.db.models import EquipmentFailure, ManualWeighing, MoBatch, MoHistory
-from shared.mqtt.client import json_object
+from shared.mqtt.payloads import iso
+from shared.mqtt.status import ServiceStatus
 from shared.mqtt.topics import Topics
+from shared.mqtt.wire import receive
 
 SERVICES = ("plc_gateway", "mo_planner", "odoo_sync", "failure_monitor")
-# Status fields that are bookkeeping, not news for an operator.
-_ENVELOPE = {"schema", "source", "state", "ts"}
+log = logging.getLogger("edgectl")
 
 
 def register(sub: Any) -> None:
@@ -52,56 +54,56 @@ def _service_topic(topics: Topics, name: str) -> str:
     return topics.gateway_status if name == "plc_gateway" else topics.svc_status(name)
 
 
-def read_statuses(conn: connection.Connection, wait_s: float) -> dict[str, dict[str, Any]]:
-    """Retained status payload per topic. Returns early once every expected topic has answered."""
+def read_statuses(conn: connection.Connection, wait_s: float) -> dict[str, ServiceStatus]:
+    """Retained status per topic (a message that is not a status is refused and logged, as if absent).
+    Returns early once every expected topic has answered."""
     topics = conn.topics
     wanted = {_service_topic(topics, n) for n in SERVICES}
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, ServiceStatus] = {}
     with Bus(conn.broker(), [topics.svc_status("+"), topics.gateway_status]) as bus:
         deadline = time.monotonic() + wait_s
         while not wanted <= seen.keys() and (left := deadline - time.monotonic()) > 0:
             msg = bus.get(left)
-            if msg is not None and (body := json_object(msg.payload)) is not None:
-                seen[msg.topic] = body
+            if msg is not None and (status := receive(ServiceStatus, msg.payload, msg.topic, log)) is not None:
+                seen[msg.topic] = status
     return seen
 
 
-def services_view(topics: Topics, seen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def services_view(topics: Topics, seen: dict[str, ServiceStatus]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name in SERVICES:
-        body = seen.get(_service_topic(topics, name))
-        if body is None:
+        status = seen.get(_service_topic(topics, name))
+        if status is None:
             out[name] = {"online": False}
             continue
-        entry: dict[str, Any] = {"online": body.get("state") == "online", "since": body.get("ts")}
-        entry.update({k: v for k, v in body.items() if k not in _ENVELOPE and k != "plc"})
-        out[name] = entry
+        out[name] = {"online": status.online, "since": iso(status.ts), **status.details()}
     # Services the system does not know yet (a replica, a future service) are shown too.
     prefix, suffix = f"{topics.root}/svc/", "/status"
-    for topic, body in seen.items():
+    for topic, status in seen.items():
         name = topic.removeprefix(prefix).removesuffix(suffix)
         if topic.startswith(prefix) and name not in out:
-            out[name] = {"online": body.get("state") == "online", "since": body.get("ts")}
+            out[name] = {"online": status.online, "since": iso(status.ts)}
     return out
 
 
-def plc_view(seen: dict[str, dict[str, Any]], topics: Topics) -> dict[str, Any]:
+def plc_view(seen: dict[str, ServiceStatus], topics: Topics) -> dict[str, Any]:
     gw = seen.get(topics.gateway_status)
-    plc = gw.get("plc") if gw else None
-    if not isinstance(plc, dict) or gw is None or gw.get("state") != "online":
+    plc = gw.plc if gw else None
+    if plc is None or gw is None or not gw.online:
         return {"reachable": False, "rtt_ms": None, "last_error": "no status from an online plc_gateway"}
     return {
-        "reachable": bool(plc.get("reachable")),
-        "rtt_ms": plc.get("rtt_ms"),
-        "last_error": plc.get("last_error"),
-        "host": plc.get("host"),
-        "port": plc.get("port"),
-        "node": plc.get("node"),
-        "slots": gw.get("slots"),
-        "map_version": gw.get("map_version"),
-        "poll_interval_ms": gw.get("poll_interval_ms"),
-        "diagnostics": plc.get("diagnostics"),  # None: PLC_DIAG_INTERVAL_S=0 or an older gateway
-        "alarms": [a for a in plc.get("alarms") or () if isinstance(a, dict)],
+        "reachable": plc.reachable,
+        "rtt_ms": plc.rtt_ms,
+        "last_error": plc.last_error,
+        "host": plc.host,
+        "port": plc.port,
+        "node": plc.node,
+        "slots": gw.slots,
+        "map_version": gw.map_version,
+        "poll_interval_ms": gw.poll_interval_ms,
+        # None: PLC_DIAG_INTERVAL_S=0 or an older gateway
+        "diagnostics": plc.diagnostics.model_dump(mode="json") if plc.diagnostics else None,
+        "alarms": [a.model_dump(mode="json") for a in plc.alarms or ()],
     }
 
 

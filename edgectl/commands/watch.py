@@ -29,6 +29,7 @@ from shared.mqtt.snapshots import (
     WeighingSnapshot,
     WriteSlotSnapshot,
 )
+from shared.mqtt.status import ServiceStatus
 from shared.mqtt.topics import Topics
 from shared.mqtt.wire import Envelope, parse_message
 
@@ -110,16 +111,15 @@ class Formatter:
             except PayloadError as exc:
                 return Seen(f"{rel} MALFORMED {exc}")
         if topic == t.gateway_status or rel.startswith("svc/"):
-            body = json_object(raw) or {}
             name = "plc_gateway" if topic == t.gateway_status else rel.split("/")[1]
-            state = str(body.get("state", "?"))
-            plc = body.get("plc")
-            extra = ""
-            if isinstance(plc, dict):
-                extra = (
-                    " plc reachable" if plc.get("reachable") else f" PLC UNREACHABLE {plc.get('last_error') or ''}"
-                )
-            return Seen(f"svc {name} {state}{extra}".rstrip(), (state, extra), settled=True)
+            try:
+                status = parse_message(ServiceStatus, raw)
+            except PayloadError as exc:
+                return Seen(f"svc {name} MALFORMED {exc}")
+            plc, extra = status.plc, ""
+            if plc is not None:
+                extra = " plc reachable" if plc.reachable else f" PLC UNREACHABLE {plc.last_error or ''}"
+            return Seen(f"svc {name} {status.state}{extra}".rstrip(), (status.state, extra), settled=True)
         return None
 
 

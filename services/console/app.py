@@ -59,6 +59,7 @@ from shared.mqtt.client import Route as MqttRoute
 from shared.mqtt.commands import UNREACHABLE_CODES, CommandClient
 from shared.mqtt.events import BatchEvent, FailureEvent, WeighingEvent
 from shared.mqtt.payloads import Arm, CommandReply, utc_now
+from shared.mqtt.status import StatusDetails
 from shared.odoo.mapping import consumption_payload
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ class Console:
             ],
             deliver=self._to_loop,
             on_connected=self._nudge,
-            birth={"version": __version__, "role": "operator console"},
+            birth=StatusDetails(version=__version__, role="operator console"),
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -269,7 +270,7 @@ class Console:
         now = dt.datetime.now(dt.UTC)
         with self._lock:
             self.live.broker_connected = self.link.connected.is_set()
-            statuses = {k: dict(v) for k, v in self.live.statuses.items()}
+            statuses = dict(self.live.statuses)
             reads = dict(self.live.reads)
             connected = self.live.broker_connected
         if self._db_stale or self._summary is None:

@@ -11,17 +11,21 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.mqtt.client import json_object
+from shared.mqtt.payloads import iso
 from shared.mqtt.snapshots import BatchSlotSnapshot, ReadSlotSnapshot, WriteSlotSnapshot
+from shared.mqtt.status import PlcLinkStatus, ServiceStatus
 from shared.mqtt.topics import Topics
+from shared.mqtt.wire import receive
 
 Tone = Literal["ok", "warn", "bad", "idle"]
 # The services the line needs; others that publish a status (e.g. the console itself) are listed after them.
 EXPECTED_SERVICES = ("plc_gateway", "mo_planner", "odoo_sync", "failure_monitor")
+log = logging.getLogger(__name__)
 RECEIVER = "console"  # names the console as the source of a snapshot it refused
 # What changes in a retained message without changing what a page shows.
 UNSHOWN = frozenset({"ts", "seq", "heartbeat"})
@@ -30,7 +34,7 @@ UNSHOWN = frozenset({"ts", "seq", "heartbeat"})
 @dataclass
 class LiveState:
     topics: Topics
-    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # service name -> status body
+    statuses: dict[str, ServiceStatus] = field(default_factory=dict)  # service name -> its status
     reads: dict[int, ReadSlotSnapshot] = field(default_factory=dict)
     writes: dict[int, WriteSlotSnapshot] = field(default_factory=dict)
     broker_connected: bool = False
@@ -43,25 +47,27 @@ class LiveState:
             if topic == t.plc_read(slot):
                 return _changed(self.reads, slot, ReadSlotSnapshot.received(payload, slot, RECEIVER))
             return _changed(self.writes, slot, WriteSlotSnapshot.received(payload, slot, RECEIVER))
-        body = json_object(payload)
-        if body is None:
-            return False
+        name: str | None = None
         if topic == t.gateway_status:
-            return _changed(self.statuses, "plc_gateway", body)
+            name = "plc_gateway"
         prefix, suffix = f"{t.root}/svc/", "/status"
         if topic.startswith(prefix) and topic.endswith(suffix):
             name = topic.removeprefix(prefix).removesuffix(suffix)
-            if name and "/" not in name:
-                return _changed(self.statuses, name, body)
-        return False
+        if not name or "/" in name:
+            return False
+        # A status that is not one is refused (logged): the service then shows as having no status.
+        status = receive(ServiceStatus, payload, topic, log)
+        if status is None:
+            return self.statuses.pop(name, None) is not None
+        return _changed(self.statuses, name, status)
 
 
-def _shown(message: BatchSlotSnapshot | dict[str, Any]) -> dict[str, Any]:
-    body = message.model_dump(mode="json") if isinstance(message, BatchSlotSnapshot) else message
+def _shown(message: BatchSlotSnapshot | ServiceStatus) -> dict[str, Any]:
+    body = message.model_dump(mode="json")
     return {k: v for k, v in body.items() if k not in UNSHOWN}
 
 
-def _changed(store: dict[Any, Any], key: Any, message: BatchSlotSnapshot | dict[str, Any]) -> bool:
+def _changed(store: dict[Any, Any], key: Any, message: BatchSlotSnapshot | ServiceStatus) -> bool:
     """Store the message; True when it differs from the one it replaces in what a page shows."""
     old = store.get(key)
     store[key] = message
@@ -80,7 +86,7 @@ class ServiceRow:
     version: str | None
 
 
-def service_rows(statuses: Mapping[str, Mapping[str, Any]]) -> list[ServiceRow]:
+def service_rows(statuses: Mapping[str, ServiceStatus]) -> list[ServiceRow]:
     names = list(EXPECTED_SERVICES) + sorted(n for n in statuses if n not in EXPECTED_SERVICES)
     rows = []
     for name in names:
@@ -88,14 +94,13 @@ def service_rows(statuses: Mapping[str, Mapping[str, Any]]) -> list[ServiceRow]:
         if body is None:
             rows.append(ServiceRow(name, "NO STATUS", "bad", None, None))
             continue
-        online = body.get("state") == "online"
         rows.append(
             ServiceRow(
                 name,
-                "online" if online else "OFFLINE",
-                "ok" if online else "bad",
-                _str(body.get("ts")),
-                _str(body.get("version")),
+                "online" if body.online else "OFFLINE",
+                "ok" if body.online else "bad",
+                iso(body.ts),
+                body.version,
             )
         )
     return rows
@@ -126,57 +131,59 @@ class PlcRow:
 ALARM_OF_ITEM = {"plc-mode": "plc_mode", "plc-clock": "plc_clock"}
 
 
-def plc_diagnostics(plc: Mapping[str, Any]) -> tuple[tuple[DiagItem, ...], tuple[str, ...]]:
+def plc_diagnostics(plc: PlcLinkStatus) -> tuple[tuple[DiagItem, ...], tuple[str, ...]]:
     """PLC mode, scan time and clock offset from the gateway status's `plc.diagnostics` and `plc.alarms`."""
-    alarms = [a for a in plc.get("alarms") or () if isinstance(a, dict)]
-    kinds = {str(a.get("kind")) for a in alarms}
-    texts = tuple(str(a.get("message") or a.get("kind")) for a in alarms)
-    diag = plc.get("diagnostics")
-    if not isinstance(diag, dict):
+    alarms = plc.alarms or []
+    kinds = {a.kind for a in alarms}
+    texts = tuple(a.message or a.kind for a in alarms)
+    diag = plc.diagnostics
+    if diag is None:
         # PLC_DIAG_INTERVAL_S=0, or a gateway from before the diagnostics: nothing to show, nothing alarming.
         return (DiagItem("plc-diag", "PLC diagnostics", "off", "idle"),), texts
-    if diag.get("mode") is None:
-        error = f": {diag['error']}" if diag.get("error") else ""
+    if diag.mode is None:
+        error = f": {diag.error}" if diag.error else ""
         return (DiagItem("plc-diag", "PLC diagnostics", f"NOT READ YET{error}", "warn"),), texts
 
     def tone(key: str) -> Tone:
         return "bad" if ALARM_OF_ITEM[key] in kinds else "ok"
 
-    mode = str(diag["mode"]) + ("" if diag.get("running", True) else " (stopped)")
-    cycle = diag.get("cycle_ms") if isinstance(diag.get("cycle_ms"), dict) else {}
-    assert isinstance(cycle, dict)
-    offset = diag.get("clock_offset_s")
+    mode = diag.mode + ("" if diag.running is not False else " (stopped)")
+    cycle = diag.cycle_ms
+    offset = diag.clock_offset_s
     items = [
         DiagItem(
             "plc-mode", "PLC mode", mode + (": ALARM" if tone("plc-mode") == "bad" else ""), tone("plc-mode")
         ),
-        DiagItem("plc-scan", "scan time", f"{cycle.get('average')} ms avg, {cycle.get('max')} ms max", "ok"),
+        DiagItem(
+            "plc-scan",
+            "scan time",
+            f"{cycle.average if cycle else None} ms avg, {cycle.max if cycle else None} ms max",
+            "ok",
+        ),
         DiagItem(
             "plc-clock",
             "PLC clock",
-            (f"{offset:+.1f} s vs gateway" if isinstance(offset, int | float) else "unknown")
+            (f"{offset:+.1f} s vs gateway" if offset is not None else "unknown")
             + (": ALARM" if tone("plc-clock") == "bad" else ""),
             tone("plc-clock"),
         ),
     ]
-    if diag.get("error"):
-        items.append(DiagItem("plc-diag", "last diagnostics round", f"FAILED: {diag['error']}", "warn"))
+    if diag.error:
+        items.append(DiagItem("plc-diag", "last diagnostics round", f"FAILED: {diag.error}", "warn"))
     return tuple(items), texts
 
 
-def plc_row(gateway: Mapping[str, Any] | None) -> PlcRow:
-    if gateway is None or gateway.get("state") != "online":
+def plc_row(gateway: ServiceStatus | None) -> PlcRow:
+    if gateway is None or not gateway.online:
         return PlcRow("UNKNOWN", "bad", "no status from an online plc_gateway", None)
-    plc = gateway.get("plc") if isinstance(gateway.get("plc"), dict) else {}
-    assert isinstance(plc, dict)
-    slots = gateway.get("slots") if isinstance(gateway.get("slots"), int) else None
+    plc = gateway.plc or PlcLinkStatus(host="", port=0, node=0, reachable=False)
     diagnostics, alarms = plc_diagnostics(plc)
-    if plc.get("reachable"):
-        rtt = plc.get("rtt_ms")
+    if plc.reachable:
+        rtt = plc.rtt_ms
         return PlcRow(
-            "reachable", "ok", f"rtt {rtt} ms" if rtt is not None else "rtt -", slots, diagnostics, alarms
+            "reachable", "ok", f"rtt {rtt} ms" if rtt is not None else "rtt -", gateway.slots, diagnostics, alarms
         )
-    return PlcRow("UNREACHABLE", "bad", str(plc.get("last_error") or "no detail"), slots, diagnostics, alarms)
+    return PlcRow("UNREACHABLE", "bad", plc.last_error or "no detail", gateway.slots, diagnostics, alarms)
 
 
 @dataclass(frozen=True)

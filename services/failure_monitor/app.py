@@ -25,6 +25,7 @@ from shared.mqtt.client import Message, Route
 from shared.mqtt.events import FailureEvent, WeighingEvent
 from shared.mqtt.payloads import AckFailure, CommandReply, utc_now
 from shared.mqtt.snapshots import FailureSnapshot, WeighingSnapshot
+from shared.mqtt.status import StatusDetails
 from shared.mqtt.wire import receive
 from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooBusinessError, OdooError, OdooTransportError
@@ -62,7 +63,7 @@ class FailureMonitor(MqttWorker[FailureSettings]):
                 Route(topics.plc_weighing, self._on_weighing_snapshot),
                 Route(topics.weighing_events, self._on_weighing_event),
             ],
-            birth={"timezone": settings.plant_timezone, "weighing_items": settings.weighing_items},
+            birth=StatusDetails(timezone=settings.plant_timezone, weighing_items=settings.weighing_items),
             command_ttl_s=ACK_TTL_S,
             command_resend_s=settings.command_timeout_s,
         )

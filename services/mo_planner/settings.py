@@ -10,6 +10,8 @@ from shared.odoo.settings import OdooSettings
 from shared.plc.memory_map import DEFAULT_MAP_PATH
 from shared.service import WorkerSettings
 
+SERVICE = "mo_planner"  # the worker's name: its actor in audit rows, its MQTT user and status topic
+
 
 class PlannerSettings(WorkerSettings, OdooSettings):
     plc_map: Path = DEFAULT_MAP_PATH

@@ -22,6 +22,7 @@ from shared.db.session import transaction
 from shared.mqtt.client import Message, Route
 from shared.mqtt.events import BatchEvent, BatchEventKind
 from shared.mqtt.payloads import PayloadError, utc_now
+from shared.mqtt.status import StatusDetails
 from shared.mqtt.wire import parse_message
 from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooError
@@ -56,7 +57,7 @@ class Syncer(MqttWorker[SyncSettings]):
         super().__init__(
             settings,
             routes=[Route(settings.topics.batch_events, self._on_event)],
-            birth={"mark_done": settings.mark_done},
+            birth=StatusDetails(mark_done=settings.mark_done),
         )
         self.odoo = odoo or OdooClient(settings)
         self.metrics = Metrics(self.registry)

@@ -33,6 +33,7 @@ from shared.mqtt.payloads import (
     parse_command,
     request_id_of,
 )
+from shared.mqtt.status import PlcLinkStatus, StatusDetails
 from shared.plc.memory_map import AreaName, MemoryMap, load_memory_map, with_active_slots
 from shared.plc.snapshot import decode_area
 
@@ -173,32 +174,34 @@ class Gateway:
 
     # ------------------------------------------------------------------ status
 
-    def _status_body(self) -> dict[str, Any]:
+    def _status_body(self) -> StatusDetails:
         # Also built for the MQTT birth message, before the FINS client and the diagnostics exist.
         stats = getattr(self, "fins", None)
         diagnostics = getattr(self, "diagnostics", None)
         rtt = None
         if stats is not None and stats.stats.rtt_p50 is not None:
             rtt = round(stats.stats.rtt_p50 * 1000, 3)
-        return {
-            "version": __version__,
-            "map_version": self.map.version,
-            "slots": self.map.active_slots,
-            "poll_interval_ms": self.settings.poll_interval_ms,
-            "plc": {
-                "host": self.settings.plc_host,
-                "port": self.settings.plc_port,
-                "node": self.settings.plc_node,
-                "reachable": bool(self.plc_reachable),
-                "rtt_ms": rtt,
-                "last_error": self.last_error,
-                **(diagnostics.status() if diagnostics is not None else {}),
-            },
-        }
+        plc = PlcLinkStatus(
+            host=self.settings.plc_host,
+            port=self.settings.plc_port,
+            node=self.settings.plc_node,
+            reachable=bool(self.plc_reachable),
+            rtt_ms=rtt,
+            last_error=self.last_error,
+        )
+        if diagnostics is not None:
+            diag, alarms = diagnostics.status()
+            plc = plc.model_copy(update={"diagnostics": diag, "alarms": alarms})
+        return StatusDetails(
+            version=__version__,
+            map_version=self.map.version,
+            slots=self.map.active_slots,
+            poll_interval_ms=self.settings.poll_interval_ms,
+            plc=plc,
+        )
 
     def publish_status(self) -> None:
-        self.link.birth = self._status_body()
-        self.link.publish_status(self.link.birth)
+        self.link.publish_status(self._status_body())
 
     def health(self) -> dict[str, Any]:
         stalled = time.monotonic() - self.last_cycle_at > max(10.0, 20 * self.settings.poll_interval_ms / 1000)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from shared.fins.frames import ControllerStatus, CycleTime
+from shared.mqtt.status import CycleTimes, PlcAlarmStatus, PlcDiagnosticsStatus
 
 AlarmKind = Literal["plc_mode", "plc_clock"]
 ALARM_KINDS: tuple[AlarmKind, ...] = ("plc_mode", "plc_clock")
@@ -120,27 +121,29 @@ class AlarmBook:
                 self.active[alarm.kind] = (alarm, held[1])
         return raised, cleared
 
-    def as_list(self) -> list[dict[str, Any]]:
+    def as_list(self) -> list[PlcAlarmStatus]:
         return [
-            {"kind": alarm.kind, "message": alarm.message, "since": since.isoformat(timespec="seconds")}
+            PlcAlarmStatus(kind=alarm.kind, message=alarm.message, since=since.isoformat(timespec="seconds"))
             for alarm, since in self.active.values()
         ]
 
 
-def status_view(diagnosis: Diagnosis | None, read_at: dt.datetime | None, error: str | None) -> dict[str, Any]:
-    """The `diagnostics` object of the gateway status (and what edgectl status prints)."""
+def status_view(
+    diagnosis: Diagnosis | None, read_at: dt.datetime | None, error: str | None
+) -> PlcDiagnosticsStatus:
+    """The `diagnostics` of the gateway status (shared/mqtt/status.py; also what edgectl status prints)."""
     if diagnosis is None:
-        return {"read_at": None, "error": error}
+        return PlcDiagnosticsStatus(read_at=None, error=error)
     r = diagnosis.reading
-    return {
-        "mode": r.status.mode_name,
-        "running": r.status.running,
-        "fatal_error": r.status.fatal_error,
-        "non_fatal_error": r.status.non_fatal_error,
-        "error_message": r.status.error_message or None,
-        "cycle_ms": {"average": r.cycle.average_ms, "max": r.cycle.max_ms, "min": r.cycle.min_ms},
-        "plc_clock": r.plc_clock.isoformat(timespec="seconds"),
-        "clock_offset_s": diagnosis.clock_offset_s,
-        "read_at": read_at.isoformat(timespec="seconds") if read_at else None,
-        "error": error,  # the last round's failure; the values above are then from the round before
-    }
+    return PlcDiagnosticsStatus(
+        mode=r.status.mode_name,
+        running=r.status.running,
+        fatal_error=r.status.fatal_error,
+        non_fatal_error=r.status.non_fatal_error,
+        error_message=r.status.error_message or None,
+        cycle_ms=CycleTimes(average=r.cycle.average_ms, max=r.cycle.max_ms, min=r.cycle.min_ms),
+        plc_clock=r.plc_clock.isoformat(timespec="seconds"),
+        clock_offset_s=diagnosis.clock_offset_s,
+        read_at=read_at.isoformat(timespec="seconds") if read_at else None,
+        error=error,  # the last round's failure; the values above are then from the round before
+    )

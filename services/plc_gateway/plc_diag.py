@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -24,6 +24,7 @@ from shared.fins.errors import FinsError
 from shared.fins.frames import MODE_NAMES
 from shared.mqtt.events import GatewayEvent
 from shared.mqtt.payloads import utc_now
+from shared.mqtt.status import PlcAlarmStatus, PlcDiagnosticsStatus
 
 from .diagnostics import ALARM_KINDS, Alarm, AlarmBook, Diagnosis, Reading, diagnose, status_view
 
@@ -171,7 +172,8 @@ class PlcDiagnostics:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> tuple[PlcDiagnosticsStatus | None, list[PlcAlarmStatus]]:
+        """`diagnostics` and `alarms` of the gateway status's PLC link (None: diagnostics are off)."""
         if not self.enabled:
-            return {"diagnostics": None, "alarms": []}
-        return {"diagnostics": status_view(self.last, self.read_at, self.error), "alarms": self.alarms.as_list()}
+            return None, []
+        return status_view(self.last, self.read_at, self.error), self.alarms.as_list()

@@ -1,4 +1,5 @@
-"""Row operations several services share: apply a state transition with its audit row, archive a batch."""
+"""Row operations several services share: apply a state transition with its audit row, archive a batch; and
+the queries of mo_planner's queue and slots (what is queued, what occupies a slot, what may have been lost)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
-from shared.db.batch_state import BatchState, IllegalTransition, Transition, archive_status, transition
+from shared.db.batch_state import ON_PLC, BatchState, IllegalTransition, Transition, archive_status, transition
 from shared.db.columns import COLUMN_SUFFIX, actual_column
 from shared.db.models import AuditEvent, MoBatch, MoHistory
 
@@ -18,6 +19,7 @@ _SHARED_COLUMNS = [
     for c in inspect(MoHistory).column_attrs
     if c.key not in ("id", "status", "archived_at", "odoo_reply", "note")
 ]
+_ON_PLC = [state.value for state in ON_PLC]
 
 
 def now() -> dt.datetime:
@@ -138,3 +140,51 @@ def archived_fingerprints(session: Session, mo_id: str) -> set[str]:
         )
     ).all()
     return {fp for fp in rows if fp is not None}
+
+
+# ------------------------------------------------------------------ the planner's queue and slots
+
+
+def count_in_state(session: Session, state: BatchState) -> int:
+    return int(session.scalar(select(func.count()).select_from(MoBatch).where(MoBatch.state == state)) or 0)
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    """Rows in mo_batch per state (states without rows are absent)."""
+    return {
+        state: int(n) for state, n in session.execute(select(MoBatch.state, func.count()).group_by(MoBatch.state))
+    }
+
+
+def slot_occupied(session: Session, slot: int) -> bool:
+    """A batch written to this slot has not ended on the PLC."""
+    stmt = select(func.count()).select_from(MoBatch).where(MoBatch.slot == slot, MoBatch.state.in_(_ON_PLC))
+    return bool(session.scalar(stmt))
+
+
+def next_queued(session: Session, slot: int) -> MoBatch | None:
+    """The queued batch to write into `slot` next, locked (replicas skip it): one already sticky to this slot
+    (a refused write stays with its slot) first, then the oldest unassigned one."""
+    return session.scalars(
+        select(MoBatch)
+        .where(MoBatch.state == BatchState.QUEUED, (MoBatch.slot == slot) | MoBatch.slot.is_(None))
+        .order_by(MoBatch.slot.is_(None), MoBatch.queued_at, MoBatch.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+
+
+def on_plc_written_before(session: Session, slot: int, before: dt.datetime) -> list[MoBatch]:
+    """The batches on the PLC in `slot` that were written at or before `before`, locked."""
+    return list(
+        session.scalars(
+            select(MoBatch)
+            .where(MoBatch.slot == slot, MoBatch.state.in_(_ON_PLC), MoBatch.written_at <= before)
+            .with_for_update()
+        ).all()
+    )
+
+
+def closed_in_history(session: Session, mo_id: str) -> bool:
+    """The MO was archived as completed or cancelled: it is never queued again."""
+    return bool(archived_statuses(session, mo_id) & {"completed", "cancelled"})

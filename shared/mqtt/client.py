@@ -23,6 +23,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from shared.config import ConfigError
 from shared.mqtt.payloads import dumps
+from shared.mqtt.status import ServiceStatus, StatusDetails, StatusState
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class MqttLink:
     Routing is declarative: each Route is a subscription with its handler (paho's `message_callback_add`).
     paho's thread never runs a handler: it only hands a Delivery over, by default into `inbox` (a thread-safe
     queue the owner's thread drains, see shared/service.py), or to `deliver` (an asyncio owner schedules it on
-    its loop). `connected` is an Event others may wait on; `on_connected` runs after each (re)connect.
+    its loop). `connected` is an Event others may wait on; `on_connected` runs after each (re)connect. The
+    link's status (shared/mqtt/status.py) is `online` with `birth` while connected, `offline` as its last will.
     """
 
     address: BrokerAddress
@@ -105,7 +107,7 @@ class MqttLink:
     routes: list[Route] = field(default_factory=list)
     deliver: Callable[[Delivery], None] | None = None
     on_connected: Callable[[], None] | None = None
-    birth: dict[str, Any] = field(default_factory=dict)
+    birth: StatusDetails = field(default_factory=StatusDetails)
     inbox: queue.Queue[Delivery] = field(default_factory=queue.Queue)
     connected: threading.Event = field(default_factory=threading.Event)
 
@@ -130,12 +132,8 @@ class MqttLink:
         for route in self.routes:
             self.client.message_callback_add(route.topic, self._hand_over(route.handler))
 
-    def _status_bytes(self, state: str, extra: dict[str, Any] | None = None) -> bytes:
-        body = {"state": state, "client_id": self.client_id}
-        if state == "online":
-            body.update(self.birth)
-        body.update(extra or {})
-        return dumps(self.source, body)
+    def _status_bytes(self, state: StatusState) -> bytes:
+        return ServiceStatus.build(self.source, self.client_id, state, self.birth).to_json()
 
     # -- paho callbacks (its network thread): bookkeeping and hand-off only
 
@@ -200,10 +198,12 @@ class MqttLink:
         info = self.client.publish(topic, dumps(self.source, body), qos=qos, retain=retain)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
-    def publish_status(self, extra: dict[str, Any]) -> bool:
+    def publish_status(self, birth: StatusDetails) -> bool:
+        """A new birth (the details changed): kept for the next (re)connect, and published now if connected."""
+        self.birth = birth
         if not self.connected.is_set():
             return False
-        info = self.client.publish(self.status_topic, self._status_bytes("online", extra), qos=1, retain=True)
+        info = self.client.publish(self.status_topic, self._status_bytes("online"), qos=1, retain=True)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def stop(self, timeout: float = 3.0) -> None:

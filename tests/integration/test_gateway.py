@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from shared.fins.client import FinsClient
+from shared.mqtt.status import ServiceStatus
 from shared.plc.fingerprint import result_fingerprint
 from shared.plc.memory_map import load_memory_map
 from shared.plc.snapshot import BatchCommand, decode_area, encode_batch_command
@@ -176,6 +177,8 @@ def test_retained_snapshots_match_plc_memory(plant: Plant) -> None:
         late.stop()
     status = latest[f"{ROOT}/gateway/status"]
     assert status["state"] == "online" and status["map_version"] == MAP.version
+    typed = ServiceStatus.model_validate_json(json.dumps(status))  # what the console and edgectl read
+    assert typed.plc is not None and typed.plc.host == "127.0.0.1" and typed.slots == MAP.active_slots
 
 
 def test_write_batch_lands_exactly_and_is_never_written_twice(plant: Plant) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from services.plc_gateway.publisher import snapshot_message
 from shared.mqtt.snapshots import FailureSnapshot, ReadSlotSnapshot, WeighingSnapshot, WriteSlotSnapshot
+from shared.mqtt.status import PlcLinkStatus, ServiceStatus, StatusDetails, StatusState
 from shared.plc.memory_map import AreaName, MemoryMap, load_memory_map, with_active_slots
 from shared.plc.snapshot import BatchCommand, Snapshot, decode_area, encode_batch_command, encode_field
 
@@ -136,3 +137,16 @@ def failure_area(words: list[int]) -> FailureSnapshot:
 def weighing_area(words: list[int], *, seq: int = 1) -> WeighingSnapshot:
     snap: WeighingSnapshot = message(decode_area(MAP, "manual_weighing", 1, words), seq=seq)
     return snap
+
+
+def status(state: StatusState = "online", *, client_id: str = "test", **details: Any) -> ServiceStatus:
+    """A service's retained status as its broker link builds it (shared/mqtt/status.py): `details` only go out
+    with `online`; `plc` is a PlcLinkStatus (see plc_link)."""
+    return ServiceStatus.build(SOURCE, client_id, state, StatusDetails.model_validate(details))
+
+
+def plc_link(reachable: bool = True, **fields: Any) -> PlcLinkStatus:
+    """The gateway status's PLC link; `fields` as the gateway sets them (diagnostics, alarms, rtt_ms...)."""
+    return PlcLinkStatus.model_validate(
+        {"host": "10.0.0.1", "port": 9600, "node": 1, "reachable": reachable, **fields}
+    )

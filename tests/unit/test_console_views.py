@@ -10,7 +10,8 @@ from services.console import views
 from shared.db.operator_actions import batch_actions, weighing_actions
 from shared.mqtt.snapshots import ReadSlotSnapshot
 from shared.mqtt.topics import Topics
-from tests.support.messages import read_slot
+from shared.mqtt.wire import Envelope
+from tests.support.messages import plc_link, read_slot, status
 
 T = Topics("scada/t1")
 
@@ -21,21 +22,25 @@ def read(mo: str | None, consumption: dict[str, float], slot: int = 1, **flags: 
     )
 
 
-def raw(body: dict[str, object] | ReadSlotSnapshot) -> bytes:
-    return json.dumps(body.wire() if isinstance(body, ReadSlotSnapshot) else body).encode()
+def raw(body: dict[str, object] | Envelope) -> bytes:
+    return json.dumps(body.wire() if isinstance(body, Envelope) else body).encode()
 
 
 def test_live_state_takes_statuses_and_snapshots_and_ignores_heartbeats() -> None:
     live = views.LiveState(T)
-    assert live.apply("scada/t1/svc/mo_planner/status", raw({"state": "online", "ts": "1"}))
-    assert live.apply("scada/t1/gateway/status", raw({"state": "online", "plc": {"reachable": True}}))
+    assert live.apply("scada/t1/svc/mo_planner/status", raw(status(slots=1)))
+    assert live.apply("scada/t1/gateway/status", raw(status(plc=plc_link())))
+    assert not live.apply("scada/t1/gateway/status", raw(status(plc=plc_link())))  # only its ts is new
     assert live.apply("scada/t1/plc/read/2", raw(read("WH/MO/00001", {"silo101": 1.0}, slot=2)))
     # Same content, new ts/seq/heartbeat: nothing a page shows changed.
     again = read("WH/MO/00001", {"silo101": 1.0}, slot=2).model_copy(update={"seq": 2, "heartbeat": True})
     assert not live.apply("scada/t1/plc/read/2", raw(again))
     assert live.apply("scada/t1/plc/read/2", raw(read("WH/MO/00001", {"silo101": 2.0}, slot=2)))
-    assert not live.apply("scada/other/svc/x/status", raw({"state": "online"}))
+    assert not live.apply("scada/other/svc/x/status", raw(status()))
     assert set(live.statuses) == {"mo_planner", "plc_gateway"} and set(live.reads) == {2}
+    # Not a status (no envelope, no client id): refused, the service then has no status.
+    assert live.apply("scada/t1/svc/mo_planner/status", raw({"state": "online"}))
+    assert set(live.statuses) == {"plc_gateway"}
 
 
 def test_a_message_that_is_not_a_snapshot_shows_as_invalid_data() -> None:
@@ -48,9 +53,7 @@ def test_a_message_that_is_not_a_snapshot_shows_as_invalid_data() -> None:
 
 
 def test_service_rows_name_missing_and_offline_services_in_words() -> None:
-    rows = {
-        r.name: r for r in views.service_rows({"mo_planner": {"state": "offline"}, "console": {"state": "online"}})
-    }
+    rows = {r.name: r for r in views.service_rows({"mo_planner": status("offline"), "console": status()})}
     assert (rows["mo_planner"].state, rows["mo_planner"].tone) == ("OFFLINE", "bad")
     assert (rows["plc_gateway"].state, rows["plc_gateway"].tone) == ("NO STATUS", "bad")
     assert (rows["console"].state, rows["console"].tone) == ("online", "ok")
@@ -66,14 +69,8 @@ def diag(mode: str = "RUN", offset: float = 0.4, **extra: object) -> dict[str, o
 
 def test_plc_row() -> None:
     assert views.plc_row(None).state == "UNKNOWN"
-    assert views.plc_row({"state": "offline", "plc": {"reachable": True}}).tone == "bad"
-    ok = views.plc_row(
-        {
-            "state": "online",
-            "slots": 2,
-            "plc": {"reachable": True, "rtt_ms": 3.2, "diagnostics": diag(), "alarms": []},
-        }
-    )
+    assert views.plc_row(status("offline", plc=plc_link())).tone == "bad"
+    ok = views.plc_row(status(slots=2, plc=plc_link(rtt_ms=3.2, diagnostics=diag(), alarms=[])))
     assert (ok.state, ok.slots, ok.detail, ok.alarms) == ("reachable", 2, "rtt 3.2 ms", ())
     shown = {d.key: (d.value, d.tone) for d in ok.diagnostics}
     assert shown == {
@@ -81,7 +78,7 @@ def test_plc_row() -> None:
         "plc-scan": ("10.2 ms avg, 14.0 ms max", "ok"),
         "plc-clock": ("+0.4 s vs gateway", "ok"),
     }
-    down = views.plc_row({"state": "online", "plc": {"reachable": False, "last_error": "timeout"}})
+    down = views.plc_row(status(plc=plc_link(False, last_error="timeout")))
     assert (down.state, down.detail) == ("UNREACHABLE", "timeout")
     assert [(d.value, d.tone) for d in down.diagnostics] == [("off", "idle")]  # no diagnostics published
 
@@ -91,25 +88,24 @@ def test_plc_alarms_colour_their_value_and_keep_the_gateways_words() -> None:
         {"kind": "plc_mode", "message": "PLC in PROGRAM mode: the program does not run", "since": "x"},
         {"kind": "plc_clock", "message": "PLC clock is +120.0 s off the gateway's (limit 10 s)", "since": "x"},
     ]
-    plc = {"reachable": True, "rtt_ms": 2, "diagnostics": diag("PROGRAM", 120.04), "alarms": alarms}
-    row = views.plc_row({"state": "online", "plc": plc})
+    plc = {"rtt_ms": 2, "diagnostics": diag("PROGRAM", 120.04), "alarms": alarms}
+    row = views.plc_row(status(plc=plc_link(**plc)))
     shown = {d.key: (d.value, d.tone) for d in row.diagnostics}
     assert shown["plc-mode"] == ("PROGRAM: ALARM", "bad")
     assert shown["plc-clock"] == ("+120.0 s vs gateway: ALARM", "bad")
     assert shown["plc-scan"][1] == "ok"
-    healthy = views.service_rows({n: {"state": "online"} for n in views.EXPECTED_SERVICES})
+    healthy = views.service_rows({n: status() for n in views.EXPECTED_SERVICES})
     texts = [b.text for b in views.banners([], 0, healthy, row, broker_connected=True)]
     assert texts == [f"PLC ALARM: {a['message']}" for a in alarms]
     # Only the clock alarm: the mode stays green; a stopped CPU says so in words.
     stopped = diag("RUN", running=False)
-    row = views.plc_row({"state": "online", "plc": {**plc, "diagnostics": stopped, "alarms": alarms[1:]}})
+    row = views.plc_row(status(plc=plc_link(**{**plc, "diagnostics": stopped, "alarms": alarms[1:]})))
     shown = {d.key: (d.value, d.tone) for d in row.diagnostics}
     assert shown["plc-mode"] == ("RUN (stopped)", "ok") and shown["plc-clock"][1] == "bad"
     # Not read yet, and a failed round: said in words, never green.
-    waiting = views.plc_row({"state": "online", "plc": {"reachable": True, "diagnostics": {"read_at": None,
-                                                                                          "error": "timeout"}}})  # fmt: skip
+    waiting = views.plc_row(status(plc=plc_link(diagnostics={"read_at": None, "error": "timeout"})))
     assert [(d.value, d.tone) for d in waiting.diagnostics] == [("NOT READ YET: timeout", "warn")]
-    failed = views.plc_row({"state": "online", "plc": {"reachable": True, "diagnostics": diag(error="end code")}})
+    failed = views.plc_row(status(plc=plc_link(diagnostics=diag(error="end code"))))
     assert failed.diagnostics[-1].value == "FAILED: end code" and failed.diagnostics[-1].tone == "warn"
 
 
@@ -166,8 +162,8 @@ def test_banners_put_attention_first_and_hide_service_noise_without_broker() -> 
     texts = [b.text for b in online]
     assert texts[0].startswith("ATTENTION: 1 batch") and "WH/MO/00001" in texts[0]
     assert any("2 failure report" in t for t in texts) and any("SERVICE DOWN" in t for t in texts)
-    healthy = views.service_rows({n: {"state": "online"} for n in views.EXPECTED_SERVICES})
-    ok_plc = views.plc_row({"state": "online", "plc": {"reachable": True}})
+    healthy = views.service_rows({n: status() for n in views.EXPECTED_SERVICES})
+    ok_plc = views.plc_row(status(plc=plc_link()))
     assert views.banners([], 0, healthy, ok_plc, broker_connected=True) == []
     [weighings] = views.banners([], 0, healthy, ok_plc, broker_connected=True, attention_weighings=3)
     assert weighings.text == "ATTENTION: 3 manual weighing(s) need an operator" and weighings.href.startswith(

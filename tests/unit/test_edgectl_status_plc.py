@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from edgectl.commands.status import diagnostics_line, human, plc_view
+from shared.mqtt.status import ServiceStatus
 from shared.mqtt.topics import Topics
+from tests.support.messages import plc_link, status
 
 T = Topics("scada/plc01")
 DIAG = {
@@ -22,11 +24,9 @@ DIAG = {
 }
 
 
-def gateway(diag: Any, alarms: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    plc = {"host": "10.0.0.1", "port": 9600, "node": 1, "reachable": True, "rtt_ms": 12.0, "last_error": None}
-    return {
-        T.gateway_status: {"state": "online", "slots": 10, "plc": {**plc, "diagnostics": diag, "alarms": alarms}}
-    }
+def gateway(diag: Any, alarms: list[dict[str, Any]]) -> dict[str, ServiceStatus]:
+    plc = plc_link(rtt_ms=12.0, last_error=None, diagnostics=diag, alarms=alarms)
+    return {T.gateway_status: status(slots=10, plc=plc)}
 
 
 def test_diagnostics_line_shows_mode_scan_and_clock() -> None:

@@ -15,7 +15,7 @@ from shared.mqtt.payloads import utc_now
 from shared.mqtt.snapshots import ReadSlotSnapshot
 from shared.mqtt.topics import Topics
 from shared.mqtt.wire import Envelope
-from tests.support.messages import invalid_read_slot, read_slot, weighing_area, write_slot
+from tests.support.messages import invalid_read_slot, plc_link, read_slot, status, weighing_area, write_slot
 
 T = Topics("scada/plc01")
 
@@ -54,13 +54,13 @@ def test_events_and_snapshots_one_line_each() -> None:
     assert forged is not None and "plc/read/3 INVALID malformed snapshot: " in forged
     w = f.line(msg(T.plc_write(1), write_slot("WH/MO/00001", w=0)))
     assert w is not None and w.endswith("plc/write/1 WH/MO/00001 W=0 (waiting for the PLC)")
-    svc = f.line(msg(T.svc_status("odoo_sync"), {"state": "offline"}))
+    svc = f.line(msg(T.svc_status("odoo_sync"), status("offline")))
     assert svc is not None and svc.endswith("svc odoo_sync offline")
-    assert f.line(msg(T.svc_status("odoo_sync"), {"state": "offline"}, at=1010)) is None
-    gw = f.line(
-        msg(T.gateway_status, {"state": "online", "plc": {"reachable": False, "last_error": "timeout: x"}})
-    )
+    assert f.line(msg(T.svc_status("odoo_sync"), status("offline"), at=1010)) is None
+    gw = f.line(msg(T.gateway_status, status(plc=plc_link(False, last_error="timeout: x"))))
     assert gw is not None and "PLC UNREACHABLE timeout: x" in gw
+    forged = f.line(msg(T.svc_status("mo_planner"), {"state": "online"}))
+    assert forged is not None and "svc mo_planner MALFORMED" in forged
     assert f.line(Received(T.batch_events, b"not json", False, 1.0)) is None
     bad_event = f.line(msg(T.batch_events, {"event": "exploded", "mo_id": "WH/MO/00014"}))
     assert bad_event is not None and "events/batch MALFORMED" in bad_event

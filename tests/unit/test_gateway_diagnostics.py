@@ -119,7 +119,7 @@ def test_alarm_book_announces_each_alarm_once_and_its_end_once() -> None:
     assert book.update((mode, clock1), t0) == ([mode, clock1], [])
     # Still both: nothing new, the clock message is refreshed, the start time is kept.
     assert book.update((mode, clock2), t1) == ([], [])
-    assert [(a["kind"], a["message"], a["since"]) for a in book.as_list()] == [
+    assert [(a.kind, a.message, a.since) for a in book.as_list()] == [
         ("plc_mode", "PLC in PROGRAM mode", t0.isoformat()),
         ("plc_clock", "off by 25 s", t0.isoformat()),
     ]
@@ -129,14 +129,14 @@ def test_alarm_book_announces_each_alarm_once_and_its_end_once() -> None:
 
 
 def test_status_view() -> None:
-    assert status_view(None, None, "timeout") == {"read_at": None, "error": "timeout"}
+    assert status_view(None, None, "timeout").model_dump(mode="json") == {"read_at": None, "error": "timeout"}
     reading = Reading(
         status(frames.MODE_MONITOR),
         CycleTime(10.4, 23.7, 9.8),
         dt.datetime(2026, 12, 1, 19, 0, 3),
         utc(2026, 12, 1, 12),
     )
-    view = status_view(diagnose(reading, JAKARTA, 10), utc(2026, 12, 1, 12), None)
+    view = status_view(diagnose(reading, JAKARTA, 10), utc(2026, 12, 1, 12), None).model_dump(mode="json")
     assert view["mode"] == "MONITOR" and view["running"] is True
     assert view["cycle_ms"] == {"average": 10.4, "max": 23.7, "min": 9.8}
     assert view["clock_offset_s"] == 3.5 and view["plc_clock"] == "2026-12-01T19:00:03"
