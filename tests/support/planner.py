@@ -106,6 +106,7 @@ class PlannerHarness:
             "PLC_PORT": str(self.plc.port),
             "PLC_NODE": "1",
             "GATEWAY_NODE": "10",
+            "GATEWAY_STATE_DIR": str(self.tmp / "gateway-state"),
             "PLC_SLOTS": str(slots),
             "POLL_INTERVAL_MS": "100",
             "HEALTH_PORT": str(free_port()),
