@@ -38,27 +38,27 @@ from shared.mqtt.payloads import utc_now
 
 
 def register(sub: Any) -> None:
-    r: argparse.ArgumentParser = sub.add_parser(
-        "weighing-retry",
-        help="hand a manual weighing in attention back to failure_monitor (after fixing the cause in Odoo)",
-    )
-    r.add_argument("weighing_id", metavar="ID", type=int, help="the weighing's id (see `edgectl weighings`)")
-    connection.add_arguments(r)
-    r.set_defaults(func=run_retry)
-    a: argparse.ArgumentParser = sub.add_parser(
-        "weighing-acked",
-        help="a weighing parked with an unknown acknowledgement was taken by the PLC (the scale shows two)",
-    )
-    a.add_argument("weighing_id", metavar="ID", type=int, help="the weighing's id (see `edgectl weighings`)")
-    connection.add_arguments(a)
-    a.set_defaults(func=run_acked)
-    g: argparse.ArgumentParser = sub.add_parser(
-        "weighing-give-up",
-        help="close a manual weighing in attention for good (never posted again; book the rest in Odoo by hand)",
-    )
-    g.add_argument("weighing_id", metavar="ID", type=int, help="the weighing's id (see `edgectl weighings`)")
-    connection.add_arguments(g)
-    g.set_defaults(func=run_give_up)
+    for name, help_text, func in (
+        (
+            "weighing-retry",
+            "hand a manual weighing in attention back to failure_monitor (after fixing the cause in Odoo)",
+            run_retry,
+        ),
+        (
+            "weighing-acked",
+            "a weighing parked with an unknown acknowledgement was taken by the PLC (the scale shows two)",
+            run_acked,
+        ),
+        (
+            "weighing-give-up",
+            "close a manual weighing in attention for good (never posted again; book the rest in Odoo by hand)",
+            run_give_up,
+        ),
+    ):
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+        p.add_argument("weighing_id", metavar="ID", type=int, help="the weighing's id (see `edgectl weighings`)")
+        connection.add_arguments(p)
+        p.set_defaults(func=func)
 
 
 def _act(

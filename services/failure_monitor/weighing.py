@@ -259,24 +259,7 @@ class WeighingFlow:
         """The gateway cannot tell whether its earlier flag write for this weighing landed (it stopped between
         the write and the read-back, and the item shows the same content with flag 0 again): one weighing or
         two identical ones. Guessing would lose or double one, so the row waits, unacknowledged, for a person."""
-        reason = f"acknowledgement unknown: {detail}"
-        with transaction(self.db) as session:
-            row = session.get(ManualWeighing, ack.weighing_id, with_for_update=True)
-            if row is None or row.acked_at is not None:
-                return
-            row.ack_code, row.attention_reason, row.attention_at = OUTCOME_UNKNOWN, reason, now()
-            audit(
-                session,
-                actor=ACTOR,
-                action="weighing_attention",
-                mo_id=row.mo_id,
-                event_id=ack.event_id,
-                weighing_id=row.id,
-                reason=reason,
-            )
-        self.metrics.attention.inc()
-        log.error("weighing ack needs a person", extra={"weighing_id": ack.weighing_id, "reason": reason})
-        self._announce("attention", ack.weighing_id, ack.event_id, reason=reason)
+        self._park(ack.weighing_id, ack.event_id, f"acknowledgement unknown: {detail}", None, before_ack=True)
 
     def on_event(self, event: WeighingEvent) -> None:
         if event.event == "retry":  # an operator handed a parked weighing back
@@ -399,13 +382,17 @@ class WeighingFlow:
             self.metrics.attention.inc()
             self._announce("attention", row_id, event_id, reason=short)
 
-    def _park(self, row_id: int, event_id: str, reason: str, exc: Exception | None) -> None:
+    def _park(
+        self, row_id: int, event_id: str, reason: str, exc: Exception | None, *, before_ack: bool = False
+    ) -> None:
         with transaction(self.db) as session:
             row = session.get(ManualWeighing, row_id, with_for_update=True)
-            if row is None or row.reported_at is not None:
+            if row is None or row.reported_at is not None or (before_ack and row.acked_at is not None):
                 return
             # outcome_unknown stays as it is: after an operator's retry an unknown post is still decided first.
             row.attention_reason, row.attention_at, row.next_attempt_at = reason, now(), None
+            if before_ack:
+                row.ack_code = OUTCOME_UNKNOWN  # the operator's retry then says "that write was lost"
             if exc is not None:
                 row.last_error = f"{type(exc).__name__}: {exc}"
             audit(

@@ -245,17 +245,17 @@ def _locked_weighing(s: Session, weighing_id: int | str) -> ManualWeighing:
     return row
 
 
-def retry_weighing(s: Session, weighing_id: int | str, *, actor: str, via: str, **detail: Any) -> ActionResult:
-    """Hand a weighing in attention, not booked in Odoo, back to failure_monitor, which reports it again; or,
-    parked before its acknowledgement, acknowledges it again (its earlier flag write is taken as lost)."""
-    row = _locked_weighing(s, weighing_id)
-    refused = actions_for_weighing(row)["weighing_retry"]
+def _begin_weighing_action(
+    s: Session, row: ManualWeighing, action: WeighingAction, *, actor: str, via: str, **detail: Any
+) -> None:
+    """Refuse what the (locked) row's state does not allow, and audit the action before the change."""
+    refused = actions_for_weighing(row)[action]
     if refused:
         raise ActionRefused(refused)
     audit(
         s,
         actor=actor,
-        action="weighing_retry",
+        action=action,
         mo_id=row.mo_id,
         event_id=row.event_id,
         weighing_id=row.id,
@@ -263,6 +263,13 @@ def retry_weighing(s: Session, weighing_id: int | str, *, actor: str, via: str, 
         via=via,
         **detail,
     )
+
+
+def retry_weighing(s: Session, weighing_id: int | str, *, actor: str, via: str, **detail: Any) -> ActionResult:
+    """Hand a weighing in attention, not booked in Odoo, back to failure_monitor, which reports it again; or,
+    parked before its acknowledgement, acknowledges it again (its earlier flag write is taken as lost)."""
+    row = _locked_weighing(s, weighing_id)
+    _begin_weighing_action(s, row, "weighing_retry", actor=actor, via=via, **detail)
     row.attention_reason, row.attention_at, row.next_attempt_at = None, None, None
     message = (
         f"weighing {row.id}: back to failure_monitor; it reports it again (an unknown earlier post first)"
@@ -278,21 +285,7 @@ def acked_weighing(s: Session, weighing_id: int | str, *, actor: str, via: str, 
     identical weighing): record the acknowledgement; failure_monitor reports it and stores the item's content
     as the next weighing."""
     row = _locked_weighing(s, weighing_id)
-    refused = actions_for_weighing(row)["weighing_acked"]
-    if refused:
-        raise ActionRefused(refused)
-    audit(
-        s,
-        actor=actor,
-        action="weighing_acked",
-        mo_id=row.mo_id,
-        event_id=row.event_id,
-        weighing_id=row.id,
-        previous=row.attention_reason,
-        code="operator_acked",
-        via=via,
-        **detail,
-    )
+    _begin_weighing_action(s, row, "weighing_acked", actor=actor, via=via, code="operator_acked", **detail)
     row.acked_at, row.ack_code = now(), "operator_acked"
     row.attention_reason, row.attention_at, row.next_attempt_at = None, None, None
     return ActionResult(
@@ -309,23 +302,17 @@ def give_up_weighing(s: Session, weighing_id: int | str, *, actor: str, via: str
     the attention is cleared and the booked part stays as it is. Either way the rest is booked in Odoo by hand,
     and the audit row keeps the reason and what was (not) booked."""
     row = _locked_weighing(s, weighing_id)
-    refused = actions_for_weighing(row)["weighing_give_up"]
-    if refused:
-        raise ActionRefused(refused)
     booked_before = row.reported_at is not None
-    audit(
+    _begin_weighing_action(
         s,
+        row,
+        "weighing_give_up",
         actor=actor,
-        action="weighing_give_up",
-        mo_id=row.mo_id,
-        event_id=row.event_id,
-        weighing_id=row.id,
-        previous=row.attention_reason,
+        via=via,
         kg=str(row.kg),
         applied_kg=str(row.applied_kg) if booked_before else None,
         # An earlier post of unknown outcome may have been booked after all: the person checks Odoo.
         outcome_unknown=row.outcome_unknown,
-        via=via,
         **detail,
     )
     if not booked_before:
