@@ -22,9 +22,11 @@ from tests.support.system import ROOT, System
 @pytest.fixture
 def idle(tmp_path: Path) -> Iterator[System]:
     s = System(tmp_path, batch_seconds=0.8, extra_mos=0, odoo_args=["--seed", "none"])
-    s.wait_healthy()
-    yield s
-    s.stop()
+    try:
+        s.wait_healthy()
+        yield s
+    finally:  # also when the start failed: never leave its processes behind
+        s.stop()
 
 
 def plc_words(s: System) -> list[int]:

@@ -25,9 +25,11 @@ FLAG = MAP.flag_address("failure")
 @pytest.fixture
 def idle(tmp_path: Path) -> Iterator[System]:
     s = System(tmp_path, extra_mos=0, odoo_args=["--seed", "none"], env={"REPORT_RETRY_S": "0.3"})
-    s.wait_healthy()
-    yield s
-    s.stop()
+    try:
+        s.wait_healthy()
+        yield s
+    finally:  # also when the start failed: never leave its processes behind
+        s.stop()
 
 
 def flag(s: System) -> int:

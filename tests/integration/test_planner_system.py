@@ -24,9 +24,11 @@ from tests.support.system import ROOT, System
 def idle(tmp_path: Path) -> Iterator[System]:
     """A running plant with no confirmed MOs in Odoo: the database changes only because of what we inject."""
     s = System(tmp_path, batch_seconds=0.8, extra_mos=0, odoo_args=["--seed", "none"])
-    s.wait_healthy()
-    yield s
-    s.stop()
+    try:
+        s.wait_healthy()
+        yield s
+    finally:  # also when the start failed: never leave its processes behind
+        s.stop()
 
 
 def table_counts(s: System) -> tuple[Any, ...]:

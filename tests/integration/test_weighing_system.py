@@ -37,12 +37,14 @@ def plant(tmp_path: Path) -> Iterator[System]:
         "ODOO_READ_TIMEOUT": "3",
     }
     s = System(tmp_path, extra_mos=5, env=env)
-    s.wait_healthy()
-    # Only the weighing path runs: the batch services would only add load to a shared machine.
-    for name in ("mo_planner", "odoo_sync"):
-        s.procs[name].terminate()
-    yield s
-    s.stop()
+    try:
+        s.wait_healthy()
+        # Only the weighing path runs: the batch services would only add load to a shared machine.
+        for name in ("mo_planner", "odoo_sync"):
+            s.procs[name].terminate()
+        yield s
+    finally:  # also when the start failed: never leave its processes behind
+        s.stop()
 
 
 def odoo_client(s: System) -> OdooClient:

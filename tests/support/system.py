@@ -96,8 +96,12 @@ class System:
         ]
         self.start_proc("plc-sim", [console("plc-sim"), *self.sim_args])
         self.start_proc("odoo-sim", [console("odoo-sim"), *self.odoo_args])
-        wait_until(lambda: self._up(f"http://127.0.0.1:{self.sim_control}/state"), 15, what="plc-sim")
-        wait_until(lambda: self._up(f"http://127.0.0.1:{self.odoo_port}/_sim"), 15, what="odoo-sim")
+        try:
+            wait_until(lambda: self._up(f"http://127.0.0.1:{self.sim_control}/state"), 15, what="plc-sim")
+            wait_until(lambda: self._up(f"http://127.0.0.1:{self.odoo_port}/_sim"), 15, what="odoo-sim")
+        except BaseException:
+            self.stop()  # the caller gets no System to stop: never leave its processes behind
+            raise
         self.health_ports = {name: free_port() for name in SERVICES}
         self.env = {
             "MQTT_URL": self.broker.url,
