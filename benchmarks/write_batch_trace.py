@@ -162,9 +162,17 @@ def analyse(sent: dict[str, tuple[float, float]], gw: list[dict[str, Any]], sim:
         # the simulator's thread, so a poll read sent just before the command may be stamped after first_call.
         before_reply = [a for a in arrivals if a.t <= t_reply]
         mine = before_reply[len(before_reply) - len(calls) :] if calls else []
-        # a poll read on the wire when the command asked for its first request: served first
+        # A poll read on the wire when the command asked for its first request (the gateway's own stamps): the
+        # command's first request goes out once its reply is back.
+        fins = [e for e in gw if e["ev"] in ("call", "ret")]
+        polls = [e for e in fins if not e["in_command"] and first_call - 1.0 <= e["t"] <= t_reply]
         ahead = [
-            a for a in before_reply[: len(before_reply) - len(calls)][-3:] if served_after(a, ours) > first_call
+            e
+            for i, e in enumerate(polls)
+            if e["ev"] == "call"
+            and e["t"] < first_call
+            and next((r["t"] for r in polls[i + 1 :] if r["ev"] == "ret" and r["code"] == e["code"]), 0.0)
+            > first_call
         ]
         charged = []
         for a in mine:
@@ -175,7 +183,7 @@ def analyse(sent: dict[str, tuple[float, float]], gw: list[dict[str, Any]], sim:
                 "total": t_in - t_pub,
                 "mqtt_in": t_handle - t_pub,
                 "to_loop": t_handle - max(t for t in delivered if t <= t_handle),
-                "behind_poll": (mine[0].t - first_call) if mine else float("nan"),
+                "behind_poll": (mine[0].t - first_call) if mine else float("nan"),  # until it reached the PLC
                 "poll_ahead": bool(ahead),
                 "commands": charged,
                 "mqtt_out": t_in - t_reply,
@@ -183,13 +191,6 @@ def analyse(sent: dict[str, tuple[float, float]], gw: list[dict[str, Any]], sim:
             }
         )
     return {"rows": rows}
-
-
-def served_after(a: SimEvent, ours: list[SimEvent]) -> float:
-    for e in ours:
-        if e.ev == "served" and e.sid == a.sid and e.code == a.code and e.t >= a.t:
-            return e.t
-    return float("inf")
 
 
 def report(scan_ms: float, slots: int, result: dict[str, Any]) -> None:
