@@ -14,7 +14,7 @@ from pathlib import Path
 
 from simulators.plc.faults import Faults
 from simulators.plc.program import ProgramConfig
-from simulators.plc.scan import DEFAULT_COMMANDS_PER_SCAN, default_scan_ms
+from simulators.plc.scan import DEFAULT_COMMANDS_PER_SCAN, DEFAULT_PORT_MS, default_scan_ms
 from simulators.plc.server import SimConfig, start_simulator
 
 
@@ -101,6 +101,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--commands-per-scan", type=int, default=DEFAULT_COMMANDS_PER_SCAN, help="FINS commands served per scan"
     )
+    p.add_argument(
+        "--port-ms",
+        type=_non_negative,
+        default=DEFAULT_PORT_MS,
+        help=f"Ethernet port processing each way with a scan time (default {DEFAULT_PORT_MS:g}): a command reaches "
+        "the CPU this long after it arrived, a reply leaves this long after it was served",
+    )
     p.add_argument("--timezone", default=None, help="PLC clock zone (default PLANT_TIMEZONE or Asia/Jakarta)")
     p.add_argument("--clock-offset", type=float, default=0.0, help="PLC clock minus real time, seconds")
     p.add_argument(
@@ -153,6 +160,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         seed=args.seed,
         scan_ms=default_scan_ms() if args.scan_ms is None else args.scan_ms,
         commands_per_scan=args.commands_per_scan,
+        port_ms=args.port_ms,
         timezone=args.timezone,
         clock_offset_s=args.clock_offset,
         reply_port=args.reply_port,

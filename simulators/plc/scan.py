@@ -2,15 +2,23 @@
 (0701) and the operating mode (0601). Kept apart from the FINS port and the program so each stays small.
 
 A real CPU runs its program, refreshes I/O and then services peripherals (FINS among them) before the next scan
-(docs/fins.md F10: one or two scans, 5-40 ms per command). The model:
+(docs/fins.md F10: one or two scans, 5-40 ms per command). Omron's own worst case for a host's command (W343
+5-4, "maximum transfer delay": host + reception processing + CPU cycle time + CPU data processing) waits for
+the CPU for at most ONE cycle: a command that reaches the CPU during scan N is served in the peripheral
+servicing at the end of scan N. The model:
 
 - Every `scan_ms` the program runs once (latching, dosing, flags, failures), then at most `commands_per_scan`
   queued commands are served, in arrival order.
-- A command is served only at the end of a scan that *started* after it arrived, so it costs at least one full
-  scan (between one and two). Every command served at one end of scan sees the memory of that one scan: a read
-  never mixes two scans (the program never runs while commands are served).
+- A command reaches the CPU `port_ms` after its datagram arrived (the Ethernet port's reception processing;
+  W343's ETN21 figures: about 0.7 ms plus 0.003 ms a word, and the CPU Bus Unit service 0.4-1 ms) and is served
+  at the end of the scan during which it reached the CPU; arriving later than that, at the end of the next one.
+  A reply leaves `port_ms` after it was served (transmission processing). So a command waits between
+  `port_ms` and one scan plus `port_ms`; commands sent back to back, each right after the previous reply, are
+  served one scan apart, never faster: a command costs at least one scan of the link.
+- Every command served at one end of scan sees the memory of that one scan: a read never mixes two scans (the
+  program never runs while commands are served).
 - `scan_ms = 0` keeps the instant replies of the old simulator (unit-speed tests): commands are served as they
-  arrive and the program runs every 10 ms.
+  arrive, with no port time, and the program runs every 10 ms.
 
 The default scan time comes from `PLC_SIM_SCAN_MS` (10 ms when unset), so a test run can switch the whole
 simulated plant between "PLC time" and "instant" without touching each fixture.
@@ -34,6 +42,7 @@ log = logging.getLogger("plc_sim.scan")
 
 DEFAULT_SCAN_MS = 10.0
 DEFAULT_COMMANDS_PER_SCAN = 2
+DEFAULT_PORT_MS = 1.0  # the Ethernet port's processing each way (see the module docstring)
 INSTANT_PROGRAM_PERIOD_S = 0.010  # scan_ms = 0: the program still runs, commands do not wait for it
 SCAN_MS_ENV = "PLC_SIM_SCAN_MS"
 DEFAULT_TIMEZONE = "Asia/Jakarta"  # the plant's, as PLANT_TIMEZONE defaults in the services
@@ -116,11 +125,11 @@ class PlcStatus:
 class _Queued:
     data: bytes
     addr: Address
-    arrived_in: int  # scan counter at arrival
+    ready_at: float  # when it reaches the CPU (arrival + port time), on the cycle's clock
 
 
 class ScanCycle:
-    """Runs the program once per scan and serves the FINS commands queued before the scan started."""
+    """Runs the program once per scan and serves the FINS commands that reached the CPU during the scan."""
 
     def __init__(
         self,
@@ -128,13 +137,19 @@ class ScanCycle:
         commands_per_scan: int,
         run_program: Callable[[float], None],
         serve: Callable[[bytes, Address], None],
+        port_ms: float = DEFAULT_PORT_MS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if scan_ms < 0:
             raise ValueError(f"scan time {scan_ms} ms must be >= 0")
         if commands_per_scan < 1:
             raise ValueError(f"commands per scan {commands_per_scan} must be >= 1")
+        if port_ms < 0:
+            raise ValueError(f"port time {port_ms} ms must be >= 0")
         self.scan_ms = scan_ms
         self.commands_per_scan = commands_per_scan
+        self.port_ms = port_ms
+        self._clock = clock
         self._run_program = run_program
         self._serve = serve
         self.scans = 0
@@ -144,39 +159,57 @@ class ScanCycle:
         self.stats = CycleStats()
         self._queue: deque[_Queued] = deque()
         self.hooks: list[Callable[[int], None]] = []  # called after each scan's program (tests, benchmarks)
+        # Observers of the FINS port (benchmarks): ("arrived" | "served", datagram, scan counter at that moment).
+        self.tracers: list[Callable[[str, bytes, int], None]] = []
 
     @property
     def instant(self) -> bool:
         return self.scan_ms == 0
 
     @property
+    def reply_delay_s(self) -> float:
+        """How long a served command's reply takes to leave (the port's transmission processing)."""
+        return 0.0 if self.instant else self.port_ms / 1000
+
+    @property
     def period_s(self) -> float:
         return INSTANT_PROGRAM_PERIOD_S if self.instant else self.scan_ms / 1000
 
     def submit(self, data: bytes, addr: Address) -> None:
-        """A datagram arrived: serve it now (instant mode) or at the end of the next full scan."""
+        """A datagram arrived: serve it now (instant mode) or at the end of the scan during which it reaches
+        the CPU."""
+        for trace in self.tracers:
+            trace("arrived", data, self.scans)
         if self.instant:
+            self._trace_served(data)
             self._serve(data, addr)
             return
-        self._queue.append(_Queued(data, addr, self.scans))
+        self._queue.append(_Queued(data, addr, self._clock() + self.port_ms / 1000))
         self.max_queue = max(self.max_queue, len(self._queue))
 
     def end_of_scan(self, dt_s: float) -> None:
-        """One scan: program, hooks, then peripheral servicing. Synchronous: nothing interleaves with it."""
+        """One scan: program, hooks, then peripheral servicing of every command that reached the CPU during
+        the scan (up to the per-scan limit). Synchronous: nothing interleaves with it."""
         self.scans += 1
         self.stats.observe(dt_s)
         self._run_program(dt_s)
         for hook in self.hooks:
             hook(self.scans)
+        now = self._clock()  # peripheral servicing starts: what reached the CPU by now is served
         served = 0
-        while self._queue and self._queue[0].arrived_in <= self.scans - 2:
+        while self._queue and self._queue[0].ready_at <= now:
             if served >= self.commands_per_scan:
-                self.deferred += len([q for q in self._queue if q.arrived_in <= self.scans - 2])
+                self.deferred += len([q for q in self._queue if q.ready_at <= now])
                 break
             item = self._queue.popleft()
+            self._trace_served(item.data)
             self._serve(item.data, item.addr)
             served += 1
         self.served += served
+
+    def _trace_served(self, data: bytes) -> None:
+        for trace in self.tracers:
+            trace("served", data, self.scans)
 
     async def run(self) -> None:
         """The scan loop; scans keep their period on average (a late wake-up runs the next scan sooner)."""
@@ -200,6 +233,7 @@ class ScanCycle:
         return {
             "scan_ms": self.scan_ms,
             "commands_per_scan": self.commands_per_scan,
+            "port_ms": self.port_ms,
             "scans": self.scans,
             "served": self.served,
             "deferred": self.deferred,

@@ -27,6 +27,7 @@ from simulators.plc.memory import DataMemory
 from simulators.plc.program import PlcProgram, ProgramConfig
 from simulators.plc.scan import (
     DEFAULT_COMMANDS_PER_SCAN,
+    DEFAULT_PORT_MS,
     MODES,
     PlcClock,
     PlcStatus,
@@ -53,6 +54,7 @@ class SimConfig:
     seed: int | None = None
     scan_ms: float = field(default_factory=default_scan_ms)  # 0 = instant replies (see scan.py)
     commands_per_scan: int = DEFAULT_COMMANDS_PER_SCAN
+    port_ms: float = DEFAULT_PORT_MS  # the Ethernet port's processing each way (with scan_ms > 0; see scan.py)
     timezone: str | None = None  # the PLC clock's zone (None: PLANT_TIMEZONE, else Asia/Jakarta)
     clock_offset_s: float = 0.0
     # None: reply to the port a request came from (the Ethernet unit's dynamic conversion). A port: reply to that
@@ -109,7 +111,9 @@ class Simulator:
         self.handler = CommandHandler(self.memory, diagnostics=self)
         self.program = PlcProgram(self.memory, self.map, config.program, random.Random(seed))
         self.program.clock = self.clock.localtime  # failure times come from the PLC clock
-        self.scan = ScanCycle(config.scan_ms, config.commands_per_scan, self._program_scan, self._process)
+        self.scan = ScanCycle(
+            config.scan_ms, config.commands_per_scan, self._program_scan, self._process, port_ms=config.port_ms
+        )
         self._fault_rng = random.Random(None if seed is None else seed + 1)
         self._transport: asyncio.DatagramTransport | None = None
         self._scan_task: asyncio.Task[None] | None = None
@@ -298,9 +302,10 @@ class Simulator:
         if faults.duplicate and rng.random() < faults.duplicate:
             c.duplicates += 1
             copies = 2
+        delay = faults.delay_ms / 1000 + self.scan.reply_delay_s  # a fault's delay, the port's transmission
         for _ in range(copies):
-            if faults.delay_ms > 0 and self._loop is not None:
-                self._loop.call_later(faults.delay_ms / 1000, self._send, reply, addr)
+            if delay > 0 and self._loop is not None:
+                self._loop.call_later(delay, self._send, reply, addr)
             else:
                 self._send(reply, addr)
 
