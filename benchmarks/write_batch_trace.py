@@ -93,6 +93,7 @@ def run(scan_ms: float, slots: int, samples: int, poll_ms: int, tmp: Path) -> di
             "PLC_PORT": str(handle.port),
             "PLC_NODE": "1",
             "GATEWAY_NODE": str(GATEWAY_NODE),
+            "GATEWAY_STATE_DIR": str(tmp / "gateway-state"),
             "PLC_SLOTS": str(slots),
             "POLL_INTERVAL_MS": str(poll_ms),
             "HEALTH_PORT": str(free_port()),

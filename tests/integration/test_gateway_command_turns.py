@@ -65,6 +65,7 @@ def test_a_write_batch_is_never_interleaved_with_poll_or_diagnostics_requests(
             "PLC_PORT": str(sim.port),
             "PLC_NODE": "1",
             "GATEWAY_NODE": str(GATEWAY_NODE),
+            "GATEWAY_STATE_DIR": str(tmp_path / "gateway-state"),
             "PLC_SLOTS": "10",
             # A busy link: a poll (3 reads, about 3 scans) every 100 ms and diagnostics (3 more) every 0.3 s.
             "POLL_INTERVAL_MS": "100",
