@@ -3,7 +3,8 @@ weighings (in identical pairs) are posted.
 
 Odoo answers every report call late (latency fault) so a kill of odoo_sync / failure_monitor often lands
 between the Odoo call and the commit that archives / marks the report; kills of mo_planner land between
-store and ack, of plc_gateway between write and reply. Afterwards every guarantee of docs/architecture.md A8 holds.
+store and ack, of plc_gateway between write and reply. Afterwards every guarantee of docs/architecture.md A8 holds;
+a weighing whose acknowledgement nobody can know is decided from the scale's log (ScaleLogReader).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from tests.faults.conftest import (
     SERVICES,
     Plan,
+    ScaleLogReader,
     check_invariants,
     drive,
     restart_later,
@@ -67,11 +69,18 @@ def test_kill9_service_at_random_moments(
         restart_later(s, victim, rng)
         next_kill[0] = elapsed + rng.uniform(0.8, 2.5)
 
-    drive(s, plan, budget_s=90, step=step, failure_every=rng.uniform(1.0, 2.5))
-    s.odoo("DELETE", "/_sim/faults")
-    wait_drained(s, plan, timeout=60)
+    # A gateway killed between an item's flag write and its read-back, with the identical second weighing of the
+    # pair in the item by the time it is back, is a question for the person at the scale (issue 14): here
+    # plc-sim's log answers it, through the real edgectl.
+    scale_log = ScaleLogReader(s, every_s=1.0)
+    try:
+        drive(s, plan, budget_s=90, step=step, failure_every=rng.uniform(1.0, 2.5))
+        s.odoo("DELETE", "/_sim/faults")
+        wait_drained(s, plan, timeout=60)
+    finally:
+        scale_log.stop()
     summary = check_invariants(s, plan)
-    print(f"seed={seed} victim={victim} kills_at={kills} {summary}")
+    print(f"seed={seed} victim={victim} kills_at={kills} scale log decisions={dict(scale_log.decided)} {summary}")
     assert len(kills) >= 3, f"seed={seed}: the run ended before enough kills ({kills})"
     assert summary["completed"] + summary["cancelled"] == MOS, f"seed={seed}: {summary}"
 
