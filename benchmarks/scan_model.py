@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import percentile, proc_sample
+from benchmarks.common import percentile, proc_sample, write_batch_body
 from shared.fins.client import FinsClient
 from shared.plc.memory_map import load_memory_map
 from tests.support.procs import Proc, Watcher, console
@@ -41,7 +41,6 @@ from tests.support.servers import free_port, start_mosquitto
 
 ROOT = "scada/bench"
 POLL_MS = 500
-TARGETS = {"silo101": 41.6, "silo102": 160.0, "lq114": 40.0}
 
 
 @dataclass(frozen=True)
@@ -213,17 +212,7 @@ def run_case(case: Case, samples: int, tmp: Path) -> dict[str, Any]:
                 if len(replies) >= samples:
                     break
                 n += 1
-                body = {
-                    "request_id": f"b-{tag}-{n}",
-                    "slot": slot,
-                    "batch": {
-                        "mo_id": f"WH/MO/{n:05d}",
-                        "bom_name": "JF PLUS KUR",
-                        "finished_goods": "JF PLUS KUR",
-                        "quantity": 1000.0,
-                        "targets": TARGETS,
-                    },
-                }
+                body = write_batch_body(f"b-{tag}-{n}", slot, n)
                 sent = time.monotonic()
                 mark = watch.mark()
                 watch.publish(f"{ROOT}/cmd/write_batch", body)

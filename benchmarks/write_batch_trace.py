@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import percentile
+from benchmarks.common import percentile, write_batch_body
 from shared.fins import frames
 from simulators.plc.program import ProgramConfig
 from simulators.plc.server import SimConfig, run_in_thread
@@ -43,7 +43,6 @@ from tests.support.servers import free_port, start_mosquitto
 
 ROOT = "scada/trace"
 GATEWAY_NODE = 10
-TARGETS = {"silo101": 41.6, "silo102": 160.0, "lq114": 40.0}
 NAMES = {"0101": "read", "0102": "write", "0104": "read2"}
 
 
@@ -115,17 +114,7 @@ def run(scan_ms: float, slots: int, samples: int, poll_ms: int, tmp: Path) -> di
                     break
                 n += 1
                 rid = f"t-{n}"
-                body = {
-                    "request_id": rid,
-                    "slot": slot,
-                    "batch": {
-                        "mo_id": f"WH/MO/{n:05d}",
-                        "bom_name": "JF PLUS KUR",
-                        "finished_goods": "JF PLUS KUR",
-                        "quantity": 1000.0,
-                        "targets": TARGETS,
-                    },
-                }
+                body = write_batch_body(rid, slot, n)
                 mark = watch.mark()
                 t_pub = time.monotonic()
                 watch.publish(f"{ROOT}/cmd/write_batch", body)
