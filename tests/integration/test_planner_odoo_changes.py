@@ -23,9 +23,19 @@ def _targets(s: System, table: str, mo_id: str) -> dict[str, float]:
 def test_an_mo_changed_in_odoo_after_queueing_is_dosed_as_odoo_holds_it_or_not_at_all(tmp_path: Path) -> None:
     s = System(tmp_path, batch_seconds=2.0, extra_mos=5, odoo_args=["--seed", "none"], env={"LOOKAHEAD": "3"})
     try:
+        # The queue holds look-ahead + slots (4) and refills as soon as the first batch is written: take the
+        # first three in line from one reading, once the first batch has left the queue.
         queued = "SELECT mo_id FROM mo_batch WHERE state = 'queued' ORDER BY queued_at, id"
-        wait_until(lambda: len(s.sql(queued)) == 3, 30, what="three MOs queued behind the first batch")
-        scaled, edited, cancelled = (r.mo_id for r in s.sql(queued))
+        in_line: list[str] = []
+
+        def three_behind_the_first_batch() -> bool:
+            if not s.sql("SELECT 1 FROM mo_batch WHERE written_at IS NOT NULL"):
+                return False
+            in_line[:] = [r.mo_id for r in s.sql(queued)]
+            return len(in_line) >= 3
+
+        wait_until(three_behind_the_first_batch, 30, what="three MOs queued behind the first batch")
+        scaled, edited, cancelled = in_line[:3]
         before = _targets(s, "mo_batch", edited)
         code = next(iter(before))
         new_kg = round(before[code] + 3.0, 2)  # the sum stays within the BoM tolerance: dosable
