@@ -59,6 +59,8 @@ class Dispatcher:
         for slot in self.map.slots():
             if any(write.slot == slot for write in self.commands.in_flight(WriteBatch)):
                 continue
+            if not self.slots.free(slot, occupied_in_db=False):
+                continue  # the snapshots alone say no: no need to ask the database (most calls, while dosing)
             with transaction(self.db) as session:
                 if not self.slots.free(slot, occupied_in_db=slot_occupied(session, slot)):
                     continue

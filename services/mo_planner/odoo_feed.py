@@ -18,10 +18,16 @@ log = logging.getLogger("mo_planner.odoo")
 
 @dataclass(frozen=True)
 class FeedResult:
-    """The MO list (`mos`), or why it failed."""
+    """The first `limit` MOs of Odoo's list (`mos`), or why it failed."""
 
     mos: list[Mo] | None
     error: str | None
+    limit: int = 0
+
+    @property
+    def full(self) -> bool:
+        """Odoo may hold more MOs than this page showed."""
+        return self.mos is not None and 0 < self.limit <= len(self.mos)
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class OdooFeed:
         self.on_result = on_result  # thread-safe: tells the planner's thread that `results` holds news
         self.results: queue.Queue[FeedResult | DetailResult] = queue.Queue()
         self._wanted = threading.Event()
-        self._list_wanted = False
+        self._list_limit: int | None = None  # None: no list wanted
         self._checks: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -50,10 +56,11 @@ class OdooFeed:
     def start(self) -> None:
         self._thread.start()
 
-    def request(self) -> None:
-        """Fetch the MO list (one fetch however often it is asked for before it runs)."""
+    def request(self, limit: int) -> None:
+        """Fetch the first `limit` MOs of the list (one fetch however often it is asked for before it runs, with
+        the largest limit asked)."""
         with self._lock:
-            self._list_wanted = True
+            self._list_limit = max(limit, self._list_limit or 0)
         self._wanted.set()
 
     def check(self, mo_id: str) -> None:
@@ -75,15 +82,15 @@ class OdooFeed:
                 return
             with self._lock:
                 checks, self._checks = self._checks, []
-                wanted, self._list_wanted = self._list_wanted, False
-            self.busy = wanted
+                limit, self._list_limit = self._list_limit, None
+            self.busy = limit is not None
             try:
                 # Checks first: a slot is waiting for each of them.
                 for mo_id in checks:
                     self.results.put(self._detail(mo_id))
                     self.on_result()
-                if wanted:
-                    self.results.put(self._list())
+                if limit is not None:
+                    self.results.put(self._list(limit))
                     self.on_result()
             finally:
                 self.busy = False
@@ -98,9 +105,9 @@ class OdooFeed:
             log.exception("Odoo mo-detail crashed", extra={"mo_id": mo_id})
             return DetailResult(mo_id, None, f"{type(exc).__name__}: {exc}")
 
-    def _list(self) -> FeedResult:
+    def _list(self, limit: int) -> FeedResult:
         try:
-            return FeedResult(self.client.fetch_queue(self.states), None)
+            return FeedResult(self.client.fetch_queue(self.states, limit=limit), None, limit)
         except OdooError as exc:
             log.warning("Odoo MO list failed", extra={"error": str(exc)})
             return FeedResult(None, f"{type(exc).__name__}: {exc}")

@@ -18,7 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.batch_state import BatchState
 from shared.db.columns import target_column
 from shared.db.models import MoBatch
-from shared.db.repo import archive, audit, batch_by_mo, closed_in_history, count_in_state, move
+from shared.db.repo import (
+    archive,
+    audit,
+    batch_by_mo,
+    closed_in_history,
+    count_in_state,
+    move,
+    queue_view,
+    state_counts,
+)
 from shared.db.session import transaction
 from shared.mqtt.events import BatchEventKind
 from shared.odoo.mapping import Batch, mo_to_batch
@@ -34,6 +43,8 @@ from .settings import SERVICE, PlannerSettings
 log = logging.getLogger("mo_planner")
 REFILL_GAP_S = 1.0  # the queue ran short: ask Odoo again at most this often
 IDLE_REPOLL_S = 5.0  # Odoo had nothing new (or failed): ask again at most this often
+MAX_WINDOW_FACTOR = 64
+LIST_MARGIN = 10  # MOs asked for beyond the ones the planner already holds and the room in the queue
 
 
 class QueueRefill:
@@ -61,6 +72,10 @@ class QueueRefill:
         self.next_poll = 0.0
         self.last_poll_request = 0.0
         self.refill_gap = REFILL_GAP_S
+        # The list is asked for in a window, not whole: a plant's Odoo may hold hundreds of confirmed MOs, and
+        # reading all of them every refill cost Odoo (and our simulator) a long request each second (issue 16).
+        # The window doubles while full pages leave the queue short (MOs we cannot take fill its top).
+        self.window_factor = 1
 
     # ------------------------------------------------------------------ asking Odoo
 
@@ -78,12 +93,19 @@ class QueueRefill:
         if self.feed.busy:
             return
         mono = time.monotonic()
-        short = self.queued_count() < self.wanted()
+        with self.db() as session:
+            counts = state_counts(session)
+        short = counts.get(BatchState.QUEUED.value, 0) < self.wanted()
         if mono >= self.next_poll or (short and mono - self.last_poll_request >= self.refill_gap):
             self.next_poll = mono + self.settings.odoo_poll_s
             if short:
                 self.last_poll_request = mono
-                self.feed.request()
+                self.feed.request(self.list_window(sum(counts.values())))
+
+    def list_window(self, rows_held: int) -> int:
+        """How many MOs to ask Odoo for: the top of its list holds the MOs we already hold (every mo_batch row
+        can still show as confirmed there) and the ones we skipped; the next ones to queue come after them."""
+        return (rows_held + len(self.skipped_mos) + self.wanted() + LIST_MARGIN) * self.window_factor
 
     def drain(self) -> bool:
         """Apply what the Odoo thread brought (MO lists, mo-detail re-checks); True when a re-check was among
@@ -101,6 +123,12 @@ class QueueRefill:
                 checked = True
             elif result.mos is not None:
                 added = self.enqueue(result.mos)
+                if result.full and self.queued_count() < self.wanted():
+                    # The page ended before the queue was full: look further down the list, soon.
+                    self.window_factor = min(self.window_factor * 2, MAX_WINDOW_FACTOR)
+                    self.refill_gap = REFILL_GAP_S
+                    continue
+                self.window_factor = 1
                 self.refill_gap = REFILL_GAP_S if added else IDLE_REPOLL_S
             else:
                 self.metrics.odoo_errors.inc()
@@ -113,11 +141,15 @@ class QueueRefill:
         """Queue MOs up to the look-ahead; returns how many were added. An MO Odoo shows that is already queued
         is re-checked against what was queued (it may have been edited or cancelled since)."""
         added = 0
-        room = self.wanted() - self.queued_count()
+        with self.db() as session:
+            room = self.wanted() - count_in_state(session, BatchState.QUEUED)
+            known, closed = queue_view(session, [mo.mo_id for mo in mos])
         for mo in mos:
-            if self.recheck(mo.mo_id, mo):
-                continue  # it was queued: reconciled with what Odoo shows now
-            if room <= 0:
+            if mo.mo_id in known:
+                if known[mo.mo_id]:
+                    self.recheck(mo.mo_id, mo)  # queued, nothing sent: reconciled with what Odoo shows now
+                continue
+            if room <= 0 or mo.mo_id in closed:
                 continue
             content = mo.model_dump_json()
             if self.skipped_mos.get(mo.mo_id) == content:

@@ -104,10 +104,16 @@ def _lock_rows(
     order_by: Sequence[Any],
     lock_wait_s: float,
 ) -> tuple[list[M], bool]:
-    """Lock the rows `ids` that still match `criteria`; (rows, True) when the wait ran out (the free ones)."""
+    """Lock the rows `ids` that still match `criteria`; (rows, True) when the wait ran out (the free ones).
+    Nobody else holds them in the common case: one SKIP LOCKED statement takes them all. Only when some were
+    held does the bounded wait (lock_timeout in a savepoint: five more round trips) run, and it re-reads every
+    id, so a row that changed while we looked is judged as it is now."""
     stmt = (
         select(model).where(pk.in_(ids), *criteria).order_by(*order_by).execution_options(populate_existing=True)
     )
+    free = list(session.scalars(stmt.with_for_update(skip_locked=True)))
+    if len(free) == len(ids):
+        return free, False
     previous = session.scalar(text("SELECT current_setting('lock_timeout')"))
     session.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": f"{int(lock_wait_s * 1000)}ms"})
     try:

@@ -509,6 +509,7 @@ class OdooClient:
             return existing
         return self.report_failure(equipment_code, description, date, duration=duration)
 
-    def fetch_queue(self, states: Iterable[str] = ("confirmed",)) -> list[Mo]:
-        """Every MO in ``states`` (``limit=0``), de-duplicated by ``mo_id``."""
-        return self.list_mos(limit=0, states=list(states))
+    def fetch_queue(self, states: Iterable[str] = ("confirmed",), *, limit: int = 0) -> list[Mo]:
+        """The first ``limit`` MOs in ``states`` in Odoo's planned order (``0``: every one), de-duplicated by
+        ``mo_id``."""
+        return self.list_mos(limit=limit, states=list(states))

@@ -6,14 +6,18 @@ plc-sim over UDP behind the real gateway. The worker's loop is driven on the tes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from shared.db.columns import target_column
+from shared.db.models import MoHistory
 from shared.mqtt.payloads import AckSlot, WriteBatch
 from shared.odoo.mapping import mo_to_batch
+from shared.odoo.models import Mo
 from shared.plc.memory_map import load_memory_map
 from tests.support.odoo import make_client
 from tests.support.planner import PlannerHarness
@@ -65,6 +69,62 @@ def two_slots(harness_args: tuple[Path, Broker, str]) -> Iterator[PlannerHarness
     # Batches long enough to stay on the PLC for the whole test.
     with PlannerHarness(*harness_args, slots=2, lookahead=1, odoo_mos=5, batch_seconds=120) as h:
         yield h
+
+
+def _record_list_limits(h: PlannerHarness) -> list[tuple[int, int]]:
+    """(limit asked, MOs returned) of every MO list the planner's feed fetches (through the real HTTP)."""
+    client = h.planner.refill.feed.client
+    fetch = client.fetch_queue
+    calls: list[tuple[int, int]] = []
+
+    def recorded(states: Iterable[str] = ("confirmed",), *, limit: int = 0) -> list[Mo]:
+        mos = fetch(states, limit=limit)
+        calls.append((limit, len(mos)))
+        return mos
+
+    client.fetch_queue = recorded  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.fixture
+def many_mos(harness_args: tuple[Path, Broker, str]) -> Iterator[PlannerHarness]:
+    with PlannerHarness(*harness_args, slots=1, lookahead=2, odoo_mos=60, plc=False) as h:
+        yield h
+
+
+def test_refill_asks_odoo_for_a_window_of_its_list_not_every_confirmed_mo(many_mos: PlannerHarness) -> None:
+    """Issue 16: the whole list (hundreds of MOs on a plant) every refill cost Odoo a long request per second
+    and delayed the consumption reports waiting behind it."""
+    h = many_mos
+    calls = _record_list_limits(h)
+    h.run_until(lambda: len(h.batches()) >= 3, 20, what="three MOs queued")
+    assert [r.mo_id for r in h.batches()] == dosable_in_odoo_order(h)[:3]
+    # Nothing held yet: the slot and the look-ahead (3) plus the margin (10).
+    assert calls and calls[0] == (13, 13)
+    assert all(0 < limit <= 16 for limit, _ in calls), calls
+
+
+def test_refill_looks_further_down_the_list_when_its_top_is_closed(many_mos: PlannerHarness) -> None:
+    """MOs archived here that Odoo still lists as confirmed fill the top of the window: the window grows until
+    the queue is full, and shrinks back afterwards."""
+    h = many_mos
+    closed = dosable_in_odoo_order(h)[:20]
+    with Session(h.engine) as s, s.begin():
+        for mo_id in closed:
+            s.add(
+                MoHistory(
+                    mo_id=mo_id,
+                    status="completed",
+                    finished_goods="JF 01",
+                    bom_name="JF 01",
+                    consumption=Decimal("1000.00"),
+                )
+            )
+    calls = _record_list_limits(h)
+    h.run_until(lambda: len(h.batches()) >= 3, 30, what="three MOs queued past the closed ones")
+    assert [r.mo_id for r in h.batches()] == dosable_in_odoo_order(h)[20:23]
+    assert [limit for limit, _ in calls[:2]] == [13, 26]
+    assert h.planner.refill.window_factor == 1
 
 
 def test_dispatch_writes_the_oldest_queued_batches_into_the_free_slots_only(two_slots: PlannerHarness) -> None:
