@@ -8,6 +8,7 @@ in between leaves the row `finished`: the retry SETs the same values again (upda
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -28,6 +29,7 @@ from shared.odoo.client import OdooClient
 from shared.odoo.errors import OdooError
 from shared.service import MqttWorker, seconds_until_due
 
+from .burst import BurstDrain
 from .outcome import Outcome, classify_error, classify_update
 from .settings import SyncSettings
 
@@ -61,6 +63,12 @@ class Syncer(MqttWorker[SyncSettings]):
         )
         self.odoo = odoo or OdooClient(settings)
         self.metrics = Metrics(self.registry)
+        self.burst = BurstDrain(
+            self._process_one, width=settings.sync_concurrency, on_progress=self.beat, name="odoo-sync-report"
+        )
+
+    def on_stop(self) -> None:
+        self.burst.close()
 
     def _on_event(self, msg: Message) -> None:
         try:
@@ -81,9 +89,9 @@ class Syncer(MqttWorker[SyncSettings]):
         return self.sweep()
 
     def sweep(self) -> float:
-        """Work every due row; return the seconds until the next due retry (capped by the sweep period)."""
-        while self._process_one():
-            self.beat()
+        """Work every due row (up to SYNC_CONCURRENCY side by side: burst.py); return the seconds until the next
+        due retry (capped by the sweep period)."""
+        self.burst.run()
         with self.db() as session:
             # Due rows the claim did not get: a replica works on them, or a lock outlasted the claim's wait.
             # Look again soon: the safety sweep is never the normal path (issue 16).
@@ -93,15 +101,17 @@ class Syncer(MqttWorker[SyncSettings]):
         cap = 1.0 if held is not None else self.settings.sync_sweep_s
         return seconds_until_due(self.db, MoBatch.next_attempt_at, MoBatch.state.in_(WORK_STATES), cap=cap)
 
-    def _process_one(self) -> bool:
+    def _process_one(self, claimed_one: Callable[[], None]) -> bool:
         """Claim and handle one due row; True when one was handled (more may be due): the convention of every
-        worker's one-row step (failure_monitor's failure and weighing reporters, shared/service.Reporter)."""
+        worker's one-row step (failure_monitor's failure and weighing reporters, shared/service.Reporter).
+        `claimed_one` is told as soon as a row is held (it may start the next report: burst.py)."""
         events: list[tuple[BatchEventKind, str, dict[str, Any]]] = []
         with transaction(self.db) as session:
             claimed = claim_batches(session, WORK_STATES, order_by=(MoBatch.finished_at, MoBatch.id))
             row = claimed[0] if claimed else None
             if row is None:
                 return False
+            claimed_one()
             if row.state == "reported" and self.settings.mark_done:
                 self._close(session, row, events)
             elif row.state == "reported":

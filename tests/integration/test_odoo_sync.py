@@ -242,6 +242,24 @@ def test_two_replicas_never_report_the_same_batch_twice(db_url: str, odoo: SimSe
     assert len(updates) == len(stored)  # each batch went through reporting exactly once
 
 
+def test_batches_that_finish_together_are_reported_side_by_side_not_one_behind_another(
+    db_url: str, odoo: SimServer
+) -> None:
+    """Issue 16: slots that finish in the same poll were reported one after another, so the last of a burst
+    waited for every Odoo call in front of it. Each call here takes a second: one after another the four
+    reports span at least three seconds; side by side they all land within one call's time."""
+    stored = add_finished(db_url, odoo, 4)
+    updates = "POST /api/scada/mo/update-with-consumptions"
+    before = odoo.sim.requests[updates]
+    _fault(odoo, kind="latency", seconds=1.0, route="/api/scada/mo/update-with-consumptions", times=None)
+    make_syncer(db_url, odoo, sync_concurrency=4).sweep()
+    history = rows(db_url, MoHistory)
+    assert sorted(h.mo_id for h in history) == sorted(b["mo_id"] for b in stored)
+    assert odoo.sim.requests[updates] - before == 4  # side by side, still once each
+    reported = sorted(h.reported_at for h in history)
+    assert (reported[-1] - reported[0]).total_seconds() < 1.0, reported
+
+
 # ------------------------------------------------------------------ MARK_DONE converges (issue 10.5)
 
 
