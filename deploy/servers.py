@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -25,10 +26,37 @@ class ServerError(Exception):
     """A server could not be found, started or stopped; the message says what and where to look."""
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+_PORTS_BELOW = min(_ephemeral_range()[0], 32768)
+_PORTS_FROM = 20000
+_handed_out: set[int] = set()
+_pick = random.Random()
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port of 127.0.0.1 for a server started next, below the kernel's ephemeral range: a port the
+    kernel handed out (bind to 0) and we released can be taken by any outgoing connection before the server
+    binds it (a health server failed with EADDRINUSE in a full test run that way). Never the same port twice
+    in one process."""
+    for _ in range(500):
+        port = _pick.randrange(_PORTS_FROM, _PORTS_BELOW)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise ServerError(f"no free port in {_PORTS_FROM}-{_PORTS_BELOW - 1} on 127.0.0.1")
 
 
 def wait_for_tcp(
