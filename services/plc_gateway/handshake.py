@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from shared.fins.errors import FinsTimeout
+from shared.fins.errors import FinsEndCodeError, FinsError, FinsNotConnected, FinsProtocolError, FinsTimeout
 from shared.mqtt.payloads import AckFailure, AckSlot, AckWeighing, Arm, ReadArea, WriteBatch
 from shared.plc.codecs import CodecError
 from shared.plc.fingerprint import result_fingerprint
@@ -33,6 +33,11 @@ class PlcIO(Protocol):
 class FlagNotTaken(FinsTimeout):
     """No reply to any flag write, and a read after each showed the verified content still pending: proof
     that none landed (a plain FinsTimeout from a read proves nothing)."""
+
+
+class FlagRefused(FinsError):
+    """The PLC refused the flag write (an end code from the CPU: not executed), or it could not be sent, and
+    every earlier write was proven not to land: nothing landed."""
 
 
 class WriteNotAllowed(Exception):
@@ -99,20 +104,37 @@ async def write_flag_verified(
 ) -> Reply | None:
     """The flag-write rule shared by every handshake flag: write 1 once, then decide on a fresh read
     (`reread`: taken = the PLC has it or moved on; pending = verified content still there with flag 0, so the
-    write did not land; changed = proves nothing). A second write follows only a timeout AND a read that
-    shows the write did not land."""
+    write did not land; changed = proves nothing).
+
+    What the write's own answer proves (docs/fins.md F5): a reply = it landed; the CPU's refusal = it did not
+    (FlagRefused); no valid reply (timeout, only invalid frames) or a relay's end code = nothing, so the read
+    decides. A second write follows only an unproven write AND a read that shows it did not land. Raises
+    FlagNotTaken or FlagRefused only when nothing landed, which is what the weighing journal needs to know."""
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             await guarded_write(io, m, address, [1])
-            timed_out = False
-        except FinsTimeout:
-            timed_out = True
-        state, shown = await reread()
+            confirmed = True
+        except FinsEndCodeError as exc:
+            if exc.end_code.proves_not_executed:
+                raise FlagRefused(f"{label}: the PLC refused the write: {exc}") from exc
+            confirmed = False
+        except FinsNotConnected as exc:
+            raise FlagRefused(f"{label}: the write was not sent: {exc}") from exc
+        except (FinsTimeout, FinsProtocolError):
+            confirmed = False
+        try:
+            state, shown = await reread()
+        except FinsError:
+            if confirmed:
+                # The PLC answered the write: the flag is 1 on the PLC. The read-back only checks what the
+                # program did with it, and an unreadable PLC must not turn a landed flag into "maybe".
+                return None
+            raise
         if state == "taken":
             return None
         if state == "changed":
             return Reply(False, "mismatch", f"{label} reads {shown} after writing 1; the area changed")
-        if not timed_out:
+        if confirmed:
             return Reply(False, "mismatch", f"{label} reads 0 after writing 1")
         if attempt == WRITE_ATTEMPTS:
             raise FlagNotTaken(
@@ -303,9 +325,10 @@ async def ack_weighing(io: PlcIO, m: MemoryMap, cmd: AckWeighing, journal: Weigh
             return Reply(
                 False,
                 "outcome_unknown",
-                f"the gateway stopped between writing item {cmd.item}'s flag for weighing {cmd.weighing_id} and "
-                "reading it back, and the item again holds that content with flag 0: either the write never "
-                "landed (one weighing) or the scale refilled the item identically (two); a person decides",
+                f"item {cmd.item}'s flag was written for weighing {cmd.weighing_id} without proof that it landed "
+                "(the gateway stopped, or neither the write's reply nor a read-back came), and the item again "
+                "holds that content with flag 0: either the write never landed (one weighing) or the scale "
+                "refilled the item identically (two); a person decides",
             )
     header = m.layout_of("manual_weighing").item_group.offset
 
@@ -330,8 +353,8 @@ async def ack_weighing(io: PlcIO, m: MemoryMap, cmd: AckWeighing, journal: Weigh
     journal.record(cmd.item, ItemWrite(weighing, content, "intent", cmd.request_id))
     try:
         failed = await write_flag_verified(io, m, m.item_flag_address("manual_weighing", cmd.item), label, reread)
-    except FlagNotTaken:
-        journal.record(cmd.item, earlier)  # every read after every write showed it pending: nothing landed
+    except (FlagNotTaken, FlagRefused):
+        journal.record(cmd.item, earlier)  # refused, or read back pending after every write: nothing landed
         raise
     if failed:
         return failed  # the intent stays: a mismatch proves nothing either way

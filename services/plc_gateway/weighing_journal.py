@@ -9,10 +9,11 @@ have put an identical weighing into the item, and the PLC's memory cannot tell "
 "it landed and this is the next weighing". Acking again would acknowledge a weighing nobody stored. The journal
 remembers what the gateway itself did, across restarts:
 
-- `taken`: the read-back proved the PLC has the flag for that weighing: asked again, the answer is
-  `already_acked`, whatever the item shows now.
-- `intent`: the gateway stopped between writing and reading back. If the item still shows that content with
-  flag 0, nobody can know; the answer is `outcome_unknown` and a person decides (never a guess).
+- `taken`: the PLC's reply to the write or the read-back proved the PLC has the flag for that weighing: asked
+  again, the answer is `already_acked`, whatever the item shows now.
+- `intent`: written without proof either way (the gateway stopped, or neither the write's reply nor a
+  read-back came). If the item still shows that content with flag 0, nobody can know; the answer is
+  `outcome_unknown` and a person decides (never a guess). A write the CPU refused drops the intent.
 
 One entry per item, replaced by the next write on that item (the owner acknowledges the next weighing of an item
 only after it settled the previous one). The file is tiny (ten entries) and is replaced atomically with an

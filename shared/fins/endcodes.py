@@ -114,6 +114,10 @@ _BY_MAIN: dict[int, EndCodeKind] = {
 }
 
 RETRYABLE_CODES = frozenset({0x0001, 0x0204, 0x0205})
+# Codes a node between us and the CPU can give after the command left it: the CPU may have executed it.
+# 0205 = a relay (the Ethernet unit) gave up waiting for the CPU's answer; 0001 = the service was cancelled
+# on its way. Every other error code is the destination's refusal: the command was not executed.
+MAYBE_EXECUTED_CODES = frozenset({0x0001, 0x0205})
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +151,13 @@ class EndCode:
     @property
     def kind(self) -> EndCodeKind:
         return classify(self.code)
+
+    @property
+    def proves_not_executed(self) -> bool:
+        """An error reply that proves the PLC did not execute the command (docs/fins.md F5): the CPU refused
+        it. A relay error, or a code a relay gives after forwarding (MAYBE_EXECUTED_CODES), proves nothing:
+        for a write that is the same as a lost reply, and only a read can tell whether it landed."""
+        return not self.ok and not self.relay_error and self.code not in MAYBE_EXECUTED_CODES
 
     @property
     def text(self) -> str:

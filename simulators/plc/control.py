@@ -7,7 +7,8 @@ POST /failure   {equipment?, description?}   queue an equipment failure (posted 
 POST /weighing  {mo_id, product_id, kg, batch?, item?}  queue a manual weighing (posted into a free item;
                  invalid content is posted as asked; the same content twice = two weighings in a row)
 POST /weighing/withdraw {item}               the operator withdraws the weighing still waiting in item (cleared)
-POST /faults    {drop, drop_reply, duplicate, delay_ms, wrong_sid, end_code, end_code_count, program_mode}
+POST /faults    {drop, drop_reply, drop_write_reply, duplicate, delay_ms, wrong_sid, end_code, end_code_count,
+                 end_code_writes_only, program_mode}
 POST /reboot    {armed?: false}              clear all memory (a fresh PLC holds W = 0)
 POST /arm                                    W = 1 on every active slot
 POST /words     {address, words}             plant words directly (bypasses FINS and the program)

@@ -16,6 +16,7 @@ class Faults:
     wrong_sid: float = 0.0  # probability the reply carries another SID (and corrupted data) instead
     end_code: int = 0  # forced end code for the next `end_code_count` requests (0 = off)
     end_code_count: int = 0
+    end_code_writes_only: bool = False  # the forced end code answers memory-area writes (0102) only
     program_mode: bool = False  # PROGRAM mode: 0601 reports it, writes get 2203, the program stops
 
     def update(self, doc: dict[str, Any]) -> None:
@@ -43,7 +44,10 @@ class Faults:
         if not 0 <= self.end_code <= 0xFFFF:
             raise ValueError("end_code must fit 16 bits")
 
-    def take_end_code(self) -> int | None:
+    def take_end_code(self, *, write: bool) -> int | None:
+        """The forced end code for this request, if any (a refused command is not executed)."""
+        if self.end_code_writes_only and not write:
+            return None
         if self.end_code and self.end_code_count > 0:
             self.end_code_count -= 1
             return self.end_code

@@ -265,7 +265,7 @@ class Simulator:
             c.dropped_requests += 1
             return
         c.requests += 1
-        forced = faults.take_end_code()
+        forced = faults.take_end_code(write=command == frames.MEMORY_AREA_WRITE)
         if forced is not None:
             c.forced_end_codes += 1
             result = Result(forced)

@@ -357,3 +357,21 @@ def test_a_gateway_killed_between_flag_write_and_read_back_leaves_the_decision_t
     assert first.attention_reason is None and second.attention_reason is None
     assert plant.plc_state()["weighings"]["acked"] == 2 and item_flag(plant, 8) == 1
     assert consumed(plant, mo, CACO3) == before + Decimal("3.00")
+
+
+def test_a_flag_write_the_plc_refuses_is_written_again_and_never_parked(plant: System) -> None:
+    """CI's fault run (seed 792718497): the PLC answered an item's flag write with an error end code; the
+    gateway kept it as "written, not read back", so the next ack came back `outcome_unknown` and the weighing
+    waited for a person. A refusal from the CPU means the write was not executed: the next ack writes it."""
+    mo = an_mo_with(plant, CACO3)
+    before = consumed(plant, mo, CACO3)
+    plant.plc("POST", "/faults", {"end_code": 0x2502, "end_code_count": 1, "end_code_writes_only": True})
+    plant.plc("POST", "/weighing", {"mo_id": mo, "product_id": CACO3, "kg": 0.6, "item": 3})
+
+    wait_until(lambda: any(r.reported_at or r.attention_reason for r in rows(plant)), 30, what="reported")
+    [row] = rows(plant)
+    assert row.attention_reason is None and row.acked_at is not None, row.attention_reason
+    state = plant.plc_state()
+    assert state["fins"]["forced_end_codes"] == 1  # the refusal really answered the flag write
+    assert state["weighings"]["acked"] == 1 and item_flag(plant, 3) == 1
+    assert row.applied_kg == Decimal("0.60") and consumed(plant, mo, CACO3) == before + Decimal("0.60")

@@ -15,7 +15,8 @@ import pytest
 
 from services.plc_gateway import handshake
 from services.plc_gateway.weighing_journal import ItemWrite, JournalError, WeighingJournal, weighing_key
-from shared.fins.errors import FinsTimeout
+from shared.fins.endcodes import EndCode
+from shared.fins.errors import FinsError, FinsProtocolError, FinsTimeout, end_code_error
 from shared.mqtt.payloads import AckFailure, AckSlot, AckWeighing, Arm
 from shared.plc.fingerprint import result_fingerprint
 from shared.plc.memory_map import load_memory_map
@@ -36,6 +37,9 @@ class InProcessPlc:
         drop_flag_writes: bool = False,
         lose_write_replies: int = 0,
         lose_write_requests: int = 0,
+        write_errors: Sequence[FinsError] = (),
+        reply_errors: Sequence[FinsError] = (),
+        read_errors_after_write: int = 0,
     ) -> None:
         self.memory = DataMemory()
         self.program = PlcProgram(self.memory, MAP, ProgramConfig(batch_seconds=1.0), random.Random(7))
@@ -43,11 +47,17 @@ class InProcessPlc:
         self.drop_flag_writes = drop_flag_writes
         self.lose_write_replies = lose_write_replies  # the next N writes land, their replies are lost
         self.lose_write_requests = lose_write_requests  # the next N writes never reach the PLC
+        self.write_errors = list(write_errors)  # raised instead of the next writes, which never land
+        self.reply_errors = list(reply_errors)  # raised after the next writes landed (their reply is unusable)
+        self.read_errors_after_write = read_errors_after_write  # reads failing after a write, N of them
         self.writes: list[tuple[int, tuple[int, ...]]] = []
         self.commands: list[str] = []  # FINS commands in order: "read", "read_multiple", "write"
 
     async def read_words(self, address: int, count: int) -> list[int]:
         self.commands.append("read")
+        if self.read_errors_after_write and "write" in self.commands:
+            self.read_errors_after_write -= 1
+            raise FinsTimeout("read lost", attempts=3)
         return self.memory.read(address, count)
 
     async def read_multiple(self, addresses: Sequence[int]) -> list[int]:
@@ -61,6 +71,8 @@ class InProcessPlc:
         if self.lose_write_requests:
             self.lose_write_requests -= 1
             raise FinsTimeout("request lost", attempts=1)
+        if self.write_errors:
+            raise self.write_errors.pop(0)
         if not (self.drop_flag_writes and len(words) == 1):
             self.program.on_fins_write(address, words)
             self.memory.write(address, words)
@@ -69,6 +81,8 @@ class InProcessPlc:
         if self.lose_write_replies:
             self.lose_write_replies -= 1
             raise FinsTimeout("reply lost", attempts=1)
+        if self.reply_errors:
+            raise self.reply_errors.pop(0)
 
 
 def _event_id(plc: InProcessPlc) -> str:
@@ -468,6 +482,71 @@ def test_a_flag_write_proven_not_to_land_leaves_no_intent_behind(tmp_path: Path)
     assert WeighingJournal(tmp_path).last_write(1) is None
     retried = _ack(plc, 1, event_id, WeighingJournal(tmp_path), weighing_id=5)
     assert (retried.ok, retried.code) == (True, "acked"), retried.message
+
+
+def _refusal(raw: int) -> FinsError:
+    return end_code_error(EndCode(raw), command=0x0102, detail="D9020")
+
+
+def test_a_flag_write_the_plc_refused_leaves_no_intent_behind(tmp_path: Path) -> None:
+    """CI's fault run (seed 792718497): the PLC answered item 3's flag write with end code 0x2502, which the
+    gateway left in the journal as "written, not read back"; the next ack was `outcome_unknown` and the weighing
+    waited for a person. A refusal from the CPU proves the write was not executed."""
+    plc = InProcessPlc(write_errors=[_refusal(0x2502)])
+    _post_weighing(plc, item=3)
+    event_id = _weighing(plc, 3)["event_id"]
+    with pytest.raises(handshake.FlagRefused, match="0x2502"):
+        _ack(plc, 3, event_id, WeighingJournal(tmp_path), weighing_id=5)
+    assert WeighingJournal(tmp_path).last_write(3) is None and _weighing(plc, 3)["pending"]
+    again = _ack(plc, 3, event_id, WeighingJournal(tmp_path), weighing_id=5, request_id="w2")
+    assert (again.ok, again.code) == (True, "acked"), again.message
+    assert plc.program.weighing.state.acked == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(FinsProtocolError("only a reply under another SID"), id="invalid-reply"),
+        pytest.param(_refusal(0x0205), id="relay-response-timeout"),
+        pytest.param(_refusal(0x8000 | 0x2502), id="relay-error-bit"),
+    ],
+)
+def test_a_flag_write_whose_answer_proves_nothing_is_settled_by_the_read(tmp_path: Path, error: FinsError) -> None:
+    """No valid reply, or an end code a relay gives after forwarding: the write may have landed. Landed (the
+    read shows it taken): acked and journalled as taken; not landed (pending): written again, once."""
+    landed = InProcessPlc(reply_errors=[error])
+    _post_weighing(landed, item=1)
+    reply = _ack(landed, 1, _weighing(landed, 1)["event_id"], WeighingJournal(tmp_path / "a"))
+    assert (reply.ok, reply.code) == (True, "acked"), reply.message
+    assert _flag_writes(landed) == 1 and WeighingJournal(tmp_path / "a").last_write(1).state == "taken"  # type: ignore[union-attr]
+
+    lost = InProcessPlc(write_errors=[error])
+    _post_weighing(lost, item=1)
+    reply = _ack(lost, 1, _weighing(lost, 1)["event_id"], WeighingJournal(tmp_path / "b"))
+    assert (reply.ok, reply.code) == (True, "acked"), reply.message
+    assert _flag_writes(lost) == 2 and lost.program.weighing.state.acked == 1
+
+
+def test_a_confirmed_flag_write_stays_taken_when_the_read_back_fails(tmp_path: Path) -> None:
+    """The PLC answered the write, then the read-back got no reply: the flag is on the PLC. Journalled as taken,
+    so the same ack later is `already_acked` even after the scale refilled the item identically."""
+    plc = InProcessPlc(read_errors_after_write=1)
+    _post_weighing(plc, item=4)
+    _post_weighing(plc, item=4)
+    event_id = _weighing(plc, 4)["event_id"]
+    reply = _ack(plc, 4, event_id, WeighingJournal(tmp_path), weighing_id=9)
+    assert (reply.ok, reply.code) == (True, "acked"), reply.message
+    plc.program.scan(3.0)  # the identical second weighing appears in item 4
+    again = _ack(plc, 4, event_id, WeighingJournal(tmp_path), weighing_id=9, request_id="w2")
+    assert (again.ok, again.code) == (True, "already_acked"), again.message
+    assert _flag_writes(plc) == 1 and plc.program.weighing.state.acked == 1
+
+
+def test_end_codes_that_prove_a_command_was_not_executed() -> None:
+    refused = [0x2502, 0x1103, 0x0401, 0x2203, 0x2101, 0x0204, 0x0040 | 0x2203]
+    unproven = [0x0205, 0x0001, 0x8000 | 0x1103, 0x0000, 0x0040]
+    assert all(EndCode(raw).proves_not_executed for raw in refused)
+    assert not any(EndCode(raw).proves_not_executed for raw in unproven)
 
 
 def test_the_journal_survives_a_restart_and_refuses_a_damaged_file(tmp_path: Path) -> None:
